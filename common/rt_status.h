@@ -15,20 +15,20 @@
 
 typedef enum rt_status {
     RT_OK = 0,
-    RT_ERR_INVALID_ARG,   /* a caller passed something it must not */
-    RT_ERR_CONFIG,        /* an environment variable is missing or invalid */
-    RT_ERR_NOMEM,         /* reserved: allocation failure aborts (rt_alloc.h) */
-    RT_ERR_IO,            /* file or socket error */
-    RT_ERR_NATS,          /* nats.c reported an error */
-    RT_ERR_PG,            /* PostgreSQL query failed */
-    RT_ERR_UNAVAILABLE,   /* a dependency (NATS, PostgreSQL) cannot be reached now */
-    RT_ERR_TIMEOUT,       /* a deadline passed */
-    RT_ERR_DECODE,        /* bytes that are not the expected protobuf */
-    RT_ERR_JSON,          /* JSON that does not parse or does not fit the schema */
+    RT_ERR_INVALID_ARG, /* a caller passed something it must not */
+    RT_ERR_CONFIG,      /* an environment variable is missing or invalid */
+    RT_ERR_NOMEM,       /* reserved: allocation failure aborts (rt_alloc.h) */
+    RT_ERR_IO,          /* file or socket error */
+    RT_ERR_NATS,        /* nats.c reported an error */
+    RT_ERR_PG,          /* PostgreSQL query failed */
+    RT_ERR_UNAVAILABLE, /* a dependency (NATS, PostgreSQL) cannot be reached now */
+    RT_ERR_TIMEOUT,     /* a deadline passed */
+    RT_ERR_DECODE,      /* bytes that are not the expected protobuf */
+    RT_ERR_JSON,        /* JSON that does not parse or does not fit the schema */
     RT_ERR_NOT_FOUND,
-    RT_ERR_LIMIT,         /* a size or count cap was passed */
-    RT_ERR_AUTH,          /* a credential was refused */
-    RT_ERR_INTERNAL,      /* a bug or an unexpected library failure */
+    RT_ERR_LIMIT,    /* a size or count cap was passed */
+    RT_ERR_AUTH,     /* a credential was refused */
+    RT_ERR_INTERNAL, /* a bug or an unexpected library failure */
 } rt_status;
 
 /* Short stable name of a status ("invalid_arg", "nats", ...). Never NULL. */

@@ -14,8 +14,9 @@ int64_t rt_time_now_ms(void);
 /* Monotonic clock in nanoseconds (for latencies and timeouts). */
 uint64_t rt_time_mono_ns(void);
 
-/* Formats `unix_ms` as "2026-11-25T17:30:00.123Z" (24 chars + NUL). */
-#define RT_TIME_RFC3339_LEN 32
+/* Formats `unix_ms` as "2026-11-25T17:30:00.123Z" (24 chars + NUL; the
+ * buffer is larger so any year fits). */
+#define RT_TIME_RFC3339_LEN 64
 void rt_time_format_rfc3339(char out[RT_TIME_RFC3339_LEN], int64_t unix_ms);
 
 /* Parses RFC 3339 ("2026-11-25T17:30:00Z", fractional seconds up to
