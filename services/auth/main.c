@@ -30,6 +30,12 @@ int main(int argc, char **argv)
         rt_log_error("invalid configuration", "{s:s}", "error", rt_error_message());
         return 2;
     }
+    if (!config.jwt_secret[0] && !config.jwks_file[0]) {
+        rt_log_error("invalid configuration", "{s:s}", "error",
+                     "SUPABASE_JWT_SECRET or SUPABASE_JWKS_FILE: at least one must be set");
+        rt_config_release(&config, auth_config_vars, auth_config_var_count);
+        return 2;
+    }
     rt_log_level_parse(&level, config.log_level);
     rt_log_init("auth", level);
     rt_config_log(&config, auth_config_vars, auth_config_var_count);

@@ -433,6 +433,9 @@ static void config_errors_name_the_variable(void **state)
     const char *bad_jwks[] = {"DATABASE_URL=postgresql://x@127.0.0.1/x",
                               "SUPABASE_JWKS_FILE=/nonexistent/jwks.json", NULL};
     expect_config_error(bad_jwks, "SUPABASE_JWKS_FILE: is not a readable file");
+    const char *no_keys[] = {"DATABASE_URL=postgresql://x@127.0.0.1/x",
+                             "SUPABASE_JWT_SECRET=", "SUPABASE_JWKS_FILE=", NULL};
+    expect_config_error(no_keys, "at least one must be set");
 }
 
 int main(void)

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Installs what building, running and testing need, from Debian 12 packages
+# only. Does nothing (and needs no network) when everything is there.
+# Run as root, or with sudo available.
+set -euo pipefail
+
+PACKAGES=(
+  # build
+  build-essential cmake pkg-config git clang clang-format
+  # libraries the services link
+  libnats-dev libwebsockets-dev libprotobuf-c-dev protobuf-c-compiler libprotobuf-dev
+  libjwt-dev libssl-dev libpq-dev libjansson-dev libcmocka-dev
+  # servers the stack and the tests run
+  nats-server postgresql postgresql-client
+  # the Python side of the contract (Django compiles the same .proto files)
+  protobuf-compiler python3 python3-protobuf python3-yaml
+  # libFuzzer runtime for the fuzz targets (scripts/fuzz.sh)
+  libclang-rt-14-dev
+  # misc tools the scripts use
+  procps ca-certificates
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  SUDO="sudo"
+fi
+echo "installing: ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -q
+$SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
