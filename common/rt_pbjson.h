@@ -10,11 +10,14 @@
  *   bool         true / false.
  *   32-bit ints  JSON numbers (range-checked on input).
  *   64-bit ints  JSON numbers (browsers are safe to 2^53); input also takes a
- *                string of decimal digits, as proto3 JSON writes them.
+ *                string of decimal digits, as proto3 JSON writes them. A uint64
+ *                above 2^63-1 (beyond jansson's integers) is written as such a
+ *                string.
  *   float/double JSON numbers; input integers are accepted; NaN/inf refused.
  *   enum         the value's name without the enum's UPPER_SNAKE prefix, in
  *                lower case: PROMPT_KIND_QUIZ -> "quiz". Input accepts that
- *                form only; the *_UNSPECIFIED (0) value is written as "".
+ *                form only; the *_UNSPECIFIED (0) value is written as "", and
+ *                so is a number the descriptor has no name for.
  *   bytes        base64 string.
  *   message      JSON object; NULL sub-messages are omitted.
  *   google.protobuf.Timestamp   RFC 3339 string in UTC with milliseconds
@@ -23,7 +26,11 @@
  *   repeated     JSON array (always written, possibly empty).
  *   oneof        its set member under the member's key (default), or with
  *                RT_PBJSON_ONEOF_AS_GROUP under the oneof's own name (so
- *                RoomMessage.payload renders as "payload":{...}).
+ *                RoomMessage.payload renders as "payload":{...}). protobuf-c
+ *                descriptors carry no oneof names, so rt_pbjson.c lists them
+ *                (oneof_names); an unlisted oneof fails with RT_ERR_INTERNAL,
+ *                and integration.test_proto_python checks the list against
+ *                protoc.
  * Output writes every scalar, including zero values, so clients see a stable
  * shape. Input is strict: unknown keys, wrong JSON types, out-of-range
  * numbers, over-long or invalid UTF-8 strings, two members of one oneof,
