@@ -52,6 +52,17 @@ rt_status auth_keyset_load(auth_keyset **out, const char *hs256_secret, const ch
 
 void auth_keyset_destroy(auth_keyset *keys); /* NULL is harmless */
 
+/*
+ * Decodes unpadded base64url (RFC 4648 section 5, as JWS and JWK use it):
+ * only [A-Za-z0-9_-], no '=' padding, no whitespace, and the unused low bits
+ * of the last character must be zero, so every byte string has exactly one
+ * accepted spelling. Writes at most `out_size` bytes to `out` and their
+ * number to *out_len. Returns false for anything else or when `out` is too
+ * small (it needs in_len * 3 / 4 bytes). Shared by the JWK and JWT parsers.
+ */
+bool auth_base64url_decode(unsigned char *out, size_t out_size, size_t *out_len, const char *in,
+                           size_t in_len);
+
 /* How many public keys and whether an HS256 secret is present (for logs). */
 size_t auth_keyset_public_key_count(const auth_keyset *keys);
 bool auth_keyset_has_hs256(const auth_keyset *keys);
