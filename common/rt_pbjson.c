@@ -836,8 +836,8 @@ static rt_status get_uint64(pbjson_ctx *c, const json_t *v, uint64_t *out)
 static rt_status enum_from_json(pbjson_ctx *c, const ProtobufCEnumDescriptor *ed, const json_t *v,
                                 int *out)
 {
-    const char *s;
-    size_t len;
+    const char *s = NULL;
+    size_t len = 0;
     rt_status rc = get_string(c, v, &s, &len);
 
     if (rc != RT_OK)
@@ -871,8 +871,8 @@ static rt_status timestamp_from_json(pbjson_ctx *c, const ProtobufCMessageDescri
                                      const json_t *v, ProtobufCMessage **slot)
 {
     const ProtobufCFieldDescriptor *fs, *fn;
-    const char *s;
-    size_t len;
+    const char *s = NULL;
+    size_t len = 0;
     int64_t secs;
     int32_t nanos;
     rt_status rc = get_string(c, v, &s, &len);
@@ -948,8 +948,8 @@ static rt_status value_from_json(pbjson_ctx *c, const ProtobufCFieldDescriptor *
     case PROTOBUF_C_TYPE_ENUM:
         return enum_from_json(c, f->descriptor, v, (int *)slot);
     case PROTOBUF_C_TYPE_STRING: {
-        const char *s;
-        size_t len, chars;
+        const char *s = NULL;
+        size_t len = 0, chars = 0;
         rc = get_string(c, v, &s, &len);
         if (rc != RT_OK)
             return rc;
