@@ -112,6 +112,11 @@ void rt_config_log(const void *config, const rt_config_var *vars, size_t n_vars)
     for (size_t i = 0; i < n_vars; i++) {
         const rt_config_var *var = &vars[i];
         const char *base = (const char *)config + var->offset;
+        if ((var->flags & RT_CFG_SECRET) && var->type != RT_CFG_TYPE_STRING) {
+            /* A secret is never logged, whatever its type. */
+            json_object_set_new(values, var->name, json_string("***"));
+            continue;
+        }
         switch (var->type) {
         case RT_CFG_TYPE_STRING: {
             const char *s = *(char *const *)base;
@@ -157,8 +162,15 @@ bool rt_config_check_nats_url(const char *value, char *why, size_t why_size)
     while (*p) {
         while (*p == ' ')
             p++;
-        if (strncmp(p, "nats://", 7) != 0 && strncmp(p, "tls://", 6) != 0) {
+        size_t scheme = strncmp(p, "nats://", 7) == 0 ? 7 : strncmp(p, "tls://", 6) == 0 ? 6 : 0;
+        if (scheme == 0) {
             snprintf(why, why_size, "each URL must start with nats:// or tls://");
+            return false;
+        }
+        /* "nats://" alone would only fail later, at connect time. */
+        p += scheme;
+        if (*p == '\0' || *p == ',' || *p == ' ' || *p == '/') {
+            snprintf(why, why_size, "each URL must name a host");
             return false;
         }
         p = strchr(p, ',');
@@ -190,6 +202,8 @@ bool rt_config_check_log_level(const char *value, char *why, size_t why_size)
 bool rt_config_check_optional_file(const char *value, char *why, size_t why_size)
 {
     struct stat st;
+    if (value[0] == '\0')
+        return true; /* unset: the header allows it */
     if (stat(value, &st) != 0 || !S_ISREG(st.st_mode) || access(value, R_OK) != 0) {
         snprintf(why, why_size, "is not a readable file");
         return false;

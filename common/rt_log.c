@@ -110,28 +110,84 @@ void rt_log_last_error(const char *msg)
                  rt_error_message(), "origin", rt_error_origin());
 }
 
+/* Appends n bytes to out (bounded, always NUL-terminated). */
+static void append(char *out, size_t out_size, size_t *len, const char *s, size_t n)
+{
+    if (*len + 1 >= out_size)
+        return;
+    if (n > out_size - 1 - *len)
+        n = out_size - 1 - *len;
+    memcpy(out + *len, s, n);
+    *len += n;
+    out[*len] = '\0';
+}
+
+/* End of a libpq keyword value starting at p: a '...' quoted string (with
+ * backslash escapes) or everything up to the next whitespace. */
+static const char *keyword_value_end(const char *p)
+{
+    if (*p == '\'') {
+        for (p++; *p && *p != '\''; p++)
+            if (*p == '\\' && p[1])
+                p++;
+        return *p ? p + 1 : p;
+    }
+    while (*p && *p != ' ' && *p != '\t' && *p != '\n')
+        p++;
+    return p;
+}
+
 void rt_log_redact_url(char *out, size_t out_size, const char *url)
 {
-    /* scheme://user:password@host -> scheme://user:***@host; also hides
-     * password=... in libpq keyword strings. */
-    const char *scheme = strstr(url, "://");
-    const char *at = scheme ? strchr(scheme + 3, '@') : NULL;
-    const char *colon = NULL;
+    /* scheme://user:password@host -> scheme://user:***@host for every URL
+     * in the text (NATS_URL is a comma-separated list); also hides
+     * password=... in libpq keyword strings and URL query strings. */
+    size_t len = 0;
+    const char *p = url;
 
-    if (scheme && at) {
-        for (const char *p = scheme + 3; p < at; p++)
-            if (*p == ':')
-                colon = p;
-    }
-    if (colon) {
-        snprintf(out, out_size, "%.*s:***%s", (int)(colon - url), url, at);
+    if (out_size == 0)
         return;
+    out[0] = '\0';
+    while (*p) {
+        if (strncmp(p, "://", 3) == 0) {
+            const char *auth = p + 3;
+            const char *end = auth;
+            /* The authority ends at the path or where the next URL's
+             * scheme separator starts. */
+            while (*end && *end != '/' && strncmp(end, "://", 3) != 0)
+                end++;
+            const char *at = NULL, *colon = NULL;
+            for (const char *q = auth; q < end; q++)
+                if (*q == '@')
+                    at = q; /* the last '@': a password may contain one */
+            for (const char *q = auth; at && q < at && !colon; q++)
+                if (*q == ':')
+                    colon = q; /* the first ':': a password may contain one */
+            append(out, out_size, &len, p, (size_t)(auth - p));
+            if (colon) {
+                append(out, out_size, &len, auth, (size_t)(colon + 1 - auth));
+                append(out, out_size, &len, "***", 3);
+                p = at;
+            } else {
+                p = auth;
+            }
+            continue;
+        }
+        /* Any keyword ending in "password" (also sslpassword). */
+        if (strncmp(p, "password", 8) == 0) {
+            const char *q = p + 8;
+            while (*q == ' ' || *q == '\t')
+                q++;
+            if (*q == '=') {
+                q++;
+                while (*q == ' ' || *q == '\t')
+                    q++;
+                append(out, out_size, &len, "password=***", 12);
+                p = keyword_value_end(q);
+                continue;
+            }
+        }
+        append(out, out_size, &len, p, 1);
+        p++;
     }
-    const char *pw = strstr(url, "password=");
-    if (pw) {
-        const char *end = strchr(pw, ' ');
-        snprintf(out, out_size, "%.*spassword=***%s", (int)(pw - url), url, end ? end : "");
-        return;
-    }
-    snprintf(out, out_size, "%s", url);
 }

@@ -1,6 +1,7 @@
 #include "rt_time.h"
 
 #include <ctype.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -61,6 +62,14 @@ static int64_t days_from_civil(int64_t y, int m, int d)
     return era * 146097 + doe - 719468;
 }
 
+/* Days in month `m` (1-12) of year `y` (proleptic Gregorian). */
+static int days_in_month(int y, int m)
+{
+    static const int days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    return m == 2 && leap ? 29 : days[m - 1];
+}
+
 rt_status rt_time_parse_rfc3339(int64_t *out_seconds, int32_t *out_nanos, const char *text)
 {
     const char *p = text;
@@ -99,8 +108,10 @@ rt_status rt_time_parse_rfc3339(int64_t *out_seconds, int32_t *out_nanos, const 
     } else {
         return RT_ERR(RT_ERR_INVALID_ARG, "time zone missing");
     }
-    if (*p != '\0' || mon < 1 || mon > 12 || day < 1 || day > 31 || hour > 23 || min > 59 ||
-        sec > 60 || off_h > 23 || off_m > 59)
+    /* Day checked against the month, so "02-30" is refused rather than
+     * silently read as March 2. */
+    if (*p != '\0' || mon < 1 || mon > 12 || day < 1 || day > days_in_month(year, mon) ||
+        hour > 23 || min > 59 || sec > 60 || off_h > 23 || off_m > 59)
         return RT_ERR(RT_ERR_INVALID_ARG, "time out of range");
     if (sec == 60)
         sec = 59; /* leap second: clamp, protobuf Timestamp cannot hold it */

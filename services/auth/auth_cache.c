@@ -25,7 +25,6 @@ typedef struct cached_user {
     bool role_from_db;
     uint64_t role_expires_ns;
     cached_room rooms[ROOMS_PER_USER];
-    unsigned next_room; /* round-robin replacement */
 } cached_user;
 
 struct auth_cache {
@@ -201,9 +200,18 @@ void auth_cache_put_decision(auth_cache *c, const char *user_id, const char *roo
     for (int i = 0; i < ROOMS_PER_USER && !slot; i++)
         if (strcmp(u->rooms[i].room, room) == 0)
             slot = &u->rooms[i];
+    /* Otherwise a free slot (never used, or emptied by a drop), else the
+     * entry that expires first: with one TTL, the oldest one written. A
+     * fixed round-robin would evict a live entry while a slot is free, and
+     * the entry just refreshed rather than the oldest. */
+    for (int i = 0; i < ROOMS_PER_USER && !slot; i++)
+        if (u->rooms[i].room[0] == '\0')
+            slot = &u->rooms[i];
     if (!slot) {
-        slot = &u->rooms[u->next_room];
-        u->next_room = (u->next_room + 1) % ROOMS_PER_USER;
+        slot = &u->rooms[0];
+        for (int i = 1; i < ROOMS_PER_USER; i++)
+            if (u->rooms[i].expires_ns < slot->expires_ns)
+                slot = &u->rooms[i];
     }
     snprintf(slot->room, sizeof(slot->room), "%s", room);
     slot->decision = decision;

@@ -6,7 +6,7 @@
  * into a query storm. Correctness does not depend on the TTL: after auth
  * stores an enrollment change it broadcasts an invalidation that every auth
  * instance applies (auth_cache_drop_user), and a lesson change drops every
- * lesson decision (auth_cache_drop_rooms_of_kind). Memory is bounded by
+ * lesson decision (auth_cache_drop_rooms_with_prefix). Memory is bounded by
  * max_users; when full, expired users are swept, and if that frees nothing
  * the whole cache is cleared (a rare, safe fallback: it only costs queries).
  *
