@@ -11,6 +11,8 @@ struct rt_nats {
     natsConnection *conn;
     jsCtx *js;
     atomic_bool connected;
+    atomic_bool closing;     /* rt_nats_close() is closing on purpose */
+    atomic_bool closed_for_good;
     char name[64];
 };
 
@@ -75,7 +77,13 @@ static void on_closed(natsConnection *nc, void *closure)
     rt_nats *nats = closure;
     (void)nc;
     atomic_store(&nats->connected, false);
-    rt_log_info("nats connection closed", NULL);
+    if (atomic_load(&nats->closing)) {
+        rt_log_info("nats connection closed", NULL);
+        return;
+    }
+    atomic_store(&nats->closed_for_good, true);
+    rt_log_error("nats connection closed for good (credentials refused?); the service must restart",
+                 NULL);
 }
 
 static void on_error(natsConnection *nc, natsSubscription *sub, natsStatus err, void *closure)
@@ -151,6 +159,8 @@ rt_status rt_nats_connect(rt_nats **out, const rt_nats_options *options)
         return RT_ERR(RT_ERR_INVALID_ARG, "no NATS URL");
     nats = rt_calloc(1, sizeof(*nats));
     atomic_init(&nats->connected, false);
+    atomic_init(&nats->closing, false);
+    atomic_init(&nats->closed_for_good, false);
     st = build_options(&opts, nats, options);
     if (st != RT_OK) {
         free(nats);
@@ -174,6 +184,11 @@ rt_status rt_nats_connect(rt_nats **out, const rt_nats_options *options)
     }
     *out = nats;
     return RT_OK;
+}
+
+bool rt_nats_closed_for_good(const rt_nats *nats)
+{
+    return nats && atomic_load(&nats->closed_for_good);
 }
 
 bool rt_nats_is_connected(const rt_nats *nats)
@@ -207,6 +222,7 @@ void rt_nats_close(rt_nats *nats, int timeout_ms)
 {
     if (!nats)
         return;
+    atomic_store(&nats->closing, true);
     if (rt_nats_is_connected(nats)) {
         if (natsConnection_DrainTimeout(nats->conn, timeout_ms) == NATS_OK) {
             for (int waited = 0; waited < timeout_ms + 500; waited += 10) {
@@ -229,6 +245,19 @@ void rt_stream_spec_events(rt_stream_spec *out, int64_t max_age_s, int64_t dupli
     out->subject = "evt.v1.>";
     out->max_age_s = max_age_s;
     out->duplicate_window_s = duplicate_window_s;
+}
+
+void rt_stream_spec_rooms(rt_stream_spec *out, int64_t max_age_s, int64_t max_per_room,
+                          int64_t duplicate_window_s)
+{
+    memset(out, 0, sizeof(*out));
+    out->name = "ROOMS";
+    out->subject = "rt.v1.room.>";
+    out->max_age_s = max_age_s;
+    out->max_msgs_per_subject = max_per_room;
+    out->duplicate_window_s = duplicate_window_s;
+    out->republish_src = "rt.v1.room.>";
+    out->republish_dest = "rtd.v1.room.>";
 }
 
 rt_status rt_nats_ensure_stream(rt_nats *nats, const rt_stream_spec *spec)

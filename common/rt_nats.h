@@ -34,6 +34,10 @@ typedef struct rt_nats rt_nats;
 rt_status rt_nats_connect(rt_nats **out, const rt_nats_options *options);
 
 bool rt_nats_is_connected(const rt_nats *nats);
+/* True once nats.c gave up on the connection for good (for instance the
+ * server kept refusing our credentials). The service should exit non-zero so
+ * its supervisor restarts it; it will never become ready again. */
+bool rt_nats_closed_for_good(const rt_nats *nats);
 /* Waits up to timeout_ms for the connection to be up. */
 rt_status rt_nats_wait_connected(rt_nats *nats, int timeout_ms);
 
@@ -72,6 +76,12 @@ rt_status rt_nats_ensure_stream(rt_nats *nats, const rt_stream_spec *spec);
 
 /* The EVENTS stream of spec/subjects.md with the given retention. */
 void rt_stream_spec_events(rt_stream_spec *out, int64_t max_age_s, int64_t duplicate_window_s);
+
+/* The ROOMS stream: rt.v1.room.> kept per room (max_per_room messages,
+ * max_age_s), re-published to rtd.v1.room.> with Nats-Sequence and
+ * Nats-Last-Sequence headers (spec/subjects.md "Room delivery"). */
+void rt_stream_spec_rooms(rt_stream_spec *out, int64_t max_age_s, int64_t max_per_room,
+                          int64_t duplicate_window_s);
 
 /*
  * Publishes to a JetStream subject with Nats-Msg-Id = msg_id (so a retried

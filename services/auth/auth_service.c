@@ -621,6 +621,11 @@ bool auth_service_ready(void *arg, char *why, size_t why_size)
     return true;
 }
 
+bool auth_service_failed(auth_service *svc)
+{
+    return rt_nats_closed_for_good(svc->nats);
+}
+
 void auth_service_stop(auth_service *svc)
 {
     if (!svc)

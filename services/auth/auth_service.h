@@ -78,6 +78,10 @@ rt_status auth_service_reload_keys(auth_service *service);
  * place, not draining. */
 bool auth_service_ready(void *service, char *why, size_t why_size);
 
+/* True when the service can never recover by itself (NATS closed the
+ * connection for good): main exits non-zero so the supervisor restarts it. */
+bool auth_service_failed(auth_service *service);
+
 /* Stops taking requests, finishes those in flight (up to AUTH_DRAIN_MS),
  * stops the consumers, closes NATS and PostgreSQL, frees. NULL harmless. */
 void auth_service_stop(auth_service *service);

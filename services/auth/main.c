@@ -61,6 +61,10 @@ int main(int argc, char **argv)
         if (rt_signal_take_reload())
             auth_service_reload_keys(service);
         auth_service_tick(service);
+        if (auth_service_failed(service)) {
+            exit_code = 1;
+            goto out;
+        }
     }
     rt_log_info("draining", NULL);
     exit_code = 0;
