@@ -20,6 +20,14 @@ PACKAGES=(
   procps ca-certificates
 )
 
+# PostgreSQL refuses to run as root, so the scripts and tests run it as the
+# unprivileged "postgres" user, which must be able to traverse "/". Some
+# minimal chroots are unpacked with "/" at mode 0700; repair that.
+if [ "$(id -u)" -eq 0 ] && [ $(( 0$(stat -c '%a' /) & 01 )) -eq 0 ]; then
+  echo "note: '/' is not searchable by other users (mode $(stat -c '%a' /)); setting o+rx"
+  chmod o+rx /
+fi
+
 missing=()
 for p in "${PACKAGES[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
