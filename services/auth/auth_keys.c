@@ -1,11 +1,13 @@
 /*
- * auth_keys: HS256 secret + JWKS -> the keys libjwt verifies with.
+ * auth_keys: HS256 secret + JWKS -> the OpenSSL objects tokens are verified
+ * with.
  *
- * libjwt 1.10.2 neither reads JWKS nor takes key objects: RS/ES keys must be
- * handed over as PEM text. So each usable JWK is turned into an OpenSSL 3
- * EVP_PKEY (EVP_PKEY_fromdata, never the deprecated RSA_/EC_KEY setters),
- * checked with EVP_PKEY_public_check, and written once as SubjectPublicKeyInfo
- * PEM. The keyset keeps only the PEM text and which algorithms it may verify.
+ * Each usable JWK is turned into an OpenSSL 3 EVP_PKEY (EVP_PKEY_fromdata,
+ * never the deprecated RSA_/EC_KEY setters), checked with
+ * EVP_PKEY_public_check, and kept, along with its SubjectPublicKeyInfo PEM
+ * and which algorithms it may verify. The digests and the keyed HMAC context
+ * are fetched here too, once: OpenSSL 3 fetches go through a locked method
+ * store, which is not something to do per token.
  */
 #include "auth_keys.h"
 
@@ -41,7 +43,8 @@
 
 typedef struct auth_public_key {
     char *kid;
-    char *pem; /* SubjectPublicKeyInfo PEM, NUL-terminated */
+    EVP_PKEY *pkey; /* public only, never modified once built */
+    char *pem;      /* SubjectPublicKeyInfo PEM, NUL-terminated */
     size_t pem_len;
     unsigned allowed_algs; /* ALG_BIT() mask */
 } auth_public_key;
@@ -49,9 +52,11 @@ typedef struct auth_public_key {
 struct auth_keyset {
     unsigned char *hs256_secret; /* NULL when none */
     size_t hs256_secret_len;
+    EVP_MAC_CTX *hs256_mac; /* HMAC-SHA256 keyed with the secret; NULL when none */
     auth_public_key *keys;
     size_t key_count;
-    unsigned public_algs; /* union of every key's allowed_algs */
+    unsigned public_algs;             /* union of every key's allowed_algs */
+    EVP_MD *sha256, *sha384, *sha512; /* NULL when there is no public key */
 };
 
 static const struct {
@@ -197,8 +202,9 @@ fail:
     return NULL;
 }
 
-/* RSA JWK (n, e) -> PEM. Returns NULL on success or why the key is unusable. */
-static const char *rsa_jwk_to_pem(char **out_pem, size_t *out_pem_len, json_t *jwk)
+/* RSA JWK (n, e) -> EVP_PKEY. Returns NULL on success or why the key is
+ * unusable. */
+static const char *rsa_jwk_to_pkey(EVP_PKEY **out_pkey, json_t *jwk)
 {
     unsigned char n_bytes[AUTH_RSA_MAX_BYTES], e_bytes[AUTH_RSA_E_MAX_BYTES];
     size_t n_len, e_len;
@@ -206,7 +212,6 @@ static const char *rsa_jwk_to_pem(char **out_pem, size_t *out_pem_len, json_t *j
     BIGNUM *n = NULL, *e = NULL;
     OSSL_PARAM_BLD *bld = NULL;
     OSSL_PARAM *params = NULL;
-    EVP_PKEY *pkey = NULL;
 
     if (!jwk_bytes(n_bytes, sizeof(n_bytes), &n_len, jwk, "n"))
         return "n is missing, not base64url or longer than 8192 bits";
@@ -229,16 +234,10 @@ static const char *rsa_jwk_to_pem(char **out_pem, size_t *out_pem_len, json_t *j
         why = "OpenSSL could not build the key parameters";
         goto done;
     }
-    pkey = pkey_from_params("RSA", params);
-    if (!pkey) {
+    *out_pkey = pkey_from_params("RSA", params);
+    if (!*out_pkey)
         why = "OpenSSL rejected the RSA public key";
-        goto done;
-    }
-    *out_pem = pkey_to_pem(out_pem_len, pkey);
-    if (!*out_pem)
-        why = "OpenSSL could not write the key as PEM";
 done:
-    EVP_PKEY_free(pkey);
     OSSL_PARAM_free(params);
     OSSL_PARAM_BLD_free(bld);
     BN_free(n);
@@ -247,9 +246,8 @@ done:
     return why;
 }
 
-/* EC JWK (crv, x, y) -> PEM and the one algorithm its curve verifies. */
-static const char *ec_jwk_to_pem(char **out_pem, size_t *out_pem_len, auth_alg *out_alg,
-                                 json_t *jwk)
+/* EC JWK (crv, x, y) -> EVP_PKEY and the one algorithm its curve verifies. */
+static const char *ec_jwk_to_pkey(EVP_PKEY **out_pkey, auth_alg *out_alg, json_t *jwk)
 {
     static const struct {
         const char *crv;
@@ -267,7 +265,6 @@ static const char *ec_jwk_to_pem(char **out_pem, size_t *out_pem_len, auth_alg *
     const char *why = NULL;
     OSSL_PARAM_BLD *bld = NULL;
     OSSL_PARAM *params = NULL;
-    EVP_PKEY *pkey = NULL;
 
     for (size_t i = 0; crv && i < sizeof(curves) / sizeof(curves[0]); i++) {
         if (strcmp(crv, curves[i].crv) == 0)
@@ -291,17 +288,13 @@ static const char *ec_jwk_to_pem(char **out_pem, size_t *out_pem_len, auth_alg *
         why = "OpenSSL could not build the key parameters";
         goto done;
     }
-    pkey = pkey_from_params("EC", params);
-    if (!pkey) {
+    *out_pkey = pkey_from_params("EC", params);
+    if (!*out_pkey) {
         why = "the point is not on the curve";
         goto done;
     }
-    *out_pem = pkey_to_pem(out_pem_len, pkey);
-    if (!*out_pem)
-        why = "OpenSSL could not write the key as PEM";
     *out_alg = curves[curve].alg;
 done:
-    EVP_PKEY_free(pkey);
     OSSL_PARAM_free(params);
     OSSL_PARAM_BLD_free(bld);
     ERR_clear_error();
@@ -360,7 +353,7 @@ static const char *jwk_to_key(auth_public_key *out, json_t *jwk, const char *kid
             return "contains private key material";
         if (alg != AUTH_ALG_NONE && !(ALG_BIT(alg) & RSA_ALGS))
             return "alg does not fit kty RSA";
-        why = rsa_jwk_to_pem(&out->pem, &out->pem_len, jwk);
+        why = rsa_jwk_to_pkey(&out->pkey, jwk);
         if (why)
             return why;
         out->allowed_algs = alg != AUTH_ALG_NONE ? ALG_BIT(alg) : RSA_ALGS;
@@ -369,19 +362,26 @@ static const char *jwk_to_key(auth_public_key *out, json_t *jwk, const char *kid
             return "contains private key material";
         if (alg != AUTH_ALG_NONE && !(ALG_BIT(alg) & EC_ALGS))
             return "alg does not fit kty EC";
-        why = ec_jwk_to_pem(&out->pem, &out->pem_len, &curve_alg, jwk);
+        why = ec_jwk_to_pkey(&out->pkey, &curve_alg, jwk);
         if (why)
             return why;
-        /* libjwt does not tie an EC key to a hash: only the curve's own
-         * algorithm (P-256 -> ES256, ...) is ever allowed. */
+        /* RFC 7518 3.4 ties each ES alg to one curve (P-256 -> ES256, ...);
+         * the verifier relies on it for the signature size. */
         if (alg != AUTH_ALG_NONE && alg != curve_alg) {
-            free(out->pem);
-            out->pem = NULL;
+            EVP_PKEY_free(out->pkey);
+            out->pkey = NULL;
             return "alg does not fit crv";
         }
         out->allowed_algs = ALG_BIT(curve_alg);
     } else {
         return "kty is not RSA or EC";
+    }
+    out->pem = pkey_to_pem(&out->pem_len, out->pkey);
+    ERR_clear_error();
+    if (!out->pem) {
+        EVP_PKEY_free(out->pkey);
+        out->pkey = NULL;
+        return "OpenSSL could not write the key as PEM";
     }
     out->kid = rt_strdup(kid);
     return NULL;
@@ -422,6 +422,26 @@ static void keyset_add_jwks(auth_keyset *keys, json_t *array)
     }
 }
 
+/* An HMAC-SHA256 context keyed with `secret`, to be duplicated per token so
+ * the key's pads are hashed once, not per token. NULL if OpenSSL fails. */
+static EVP_MAC_CTX *keyed_hmac_sha256(const unsigned char *secret, size_t secret_len)
+{
+    EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+    EVP_MAC_CTX *ctx = mac ? EVP_MAC_CTX_new(mac) : NULL;
+    OSSL_PARAM params[] = {
+        OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0),
+        OSSL_PARAM_construct_end(),
+    };
+
+    EVP_MAC_free(mac); /* the context holds its own reference */
+    if (ctx && EVP_MAC_init(ctx, secret, secret_len, params) != 1) {
+        EVP_MAC_CTX_free(ctx);
+        ctx = NULL;
+    }
+    ERR_clear_error();
+    return ctx;
+}
+
 rt_status auth_keyset_create(auth_keyset **out, const char *hs256_secret, const char *jwks_json)
 {
     auth_keyset *keys;
@@ -435,6 +455,11 @@ rt_status auth_keyset_create(auth_keyset **out, const char *hs256_secret, const 
     if (hs256_secret && hs256_secret[0]) {
         keys->hs256_secret_len = strlen(hs256_secret);
         keys->hs256_secret = (unsigned char *)rt_strndup(hs256_secret, keys->hs256_secret_len);
+        keys->hs256_mac = keyed_hmac_sha256(keys->hs256_secret, keys->hs256_secret_len);
+        if (!keys->hs256_mac) {
+            auth_keyset_destroy(keys);
+            return RT_ERR(RT_ERR_INTERNAL, "OpenSSL could not set up HMAC-SHA256");
+        }
     }
     if (jwks_json) {
         doc = json_loads(jwks_json, JSON_REJECT_DUPLICATES, &jerr);
@@ -461,6 +486,14 @@ rt_status auth_keyset_create(auth_keyset **out, const char *hs256_secret, const 
         if (keys->key_count == 0) {
             auth_keyset_destroy(keys);
             return RT_ERR(RT_ERR_CONFIG, "JWKS has no usable key (see the warnings above)");
+        }
+        keys->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+        keys->sha384 = EVP_MD_fetch(NULL, "SHA384", NULL);
+        keys->sha512 = EVP_MD_fetch(NULL, "SHA512", NULL);
+        if (!keys->sha256 || !keys->sha384 || !keys->sha512) {
+            ERR_clear_error();
+            auth_keyset_destroy(keys);
+            return RT_ERR(RT_ERR_INTERNAL, "OpenSSL has no SHA-256/384/512");
         }
     }
     if (!keys->hs256_secret && keys->key_count == 0) {
@@ -518,11 +551,16 @@ void auth_keyset_destroy(auth_keyset *keys)
         OPENSSL_cleanse(keys->hs256_secret, keys->hs256_secret_len);
         free(keys->hs256_secret);
     }
+    EVP_MAC_CTX_free(keys->hs256_mac); /* OpenSSL cleanses the key copies */
     for (size_t i = 0; i < keys->key_count; i++) {
         free(keys->keys[i].kid);
+        EVP_PKEY_free(keys->keys[i].pkey);
         free(keys->keys[i].pem);
     }
     free(keys->keys);
+    EVP_MD_free(keys->sha256);
+    EVP_MD_free(keys->sha384);
+    EVP_MD_free(keys->sha512);
     free(keys);
 }
 
@@ -536,22 +574,18 @@ bool auth_keyset_has_hs256(const auth_keyset *keys)
     return keys && keys->hs256_secret;
 }
 
-rt_status auth_keyset_find(const unsigned char **out_key, size_t *out_key_len,
-                           const auth_keyset *keys, auth_alg alg, const char *kid)
+/* The pinning rules shared by both lookups. On RT_OK, *out_key is the public
+ * key to use, or NULL for HS256 (the secret). */
+static rt_status keyset_pin(const auth_public_key **out_key, const auth_keyset *keys, auth_alg alg,
+                            const char *kid)
 {
-    if (!out_key || !out_key_len || !keys)
-        return RT_ERR(RT_ERR_INVALID_ARG, "auth_keyset_find: NULL argument");
     *out_key = NULL;
-    *out_key_len = 0;
-
     /* The HS256 secret is the only key an HS256 token is ever checked with,
      * whatever its kid says: a public key's PEM used as an HMAC secret is the
      * classic algorithm-confusion forgery. */
     if (alg == AUTH_ALG_HS256) {
         if (!keys->hs256_secret)
             return RT_ERR(RT_ERR_AUTH, "HS256 tokens are not accepted (no secret configured)");
-        *out_key = keys->hs256_secret;
-        *out_key_len = keys->hs256_secret_len;
         return RT_OK;
     }
     if (alg == AUTH_ALG_NONE || !(keys->public_algs & ALG_BIT(alg)))
@@ -567,9 +601,64 @@ rt_status auth_keyset_find(const unsigned char **out_key, size_t *out_key_len,
         if (!(key->allowed_algs & ALG_BIT(alg)))
             return RT_ERR(RT_ERR_AUTH, "algorithm %s is not allowed with this key",
                           auth_alg_name(alg));
-        *out_key = (const unsigned char *)key->pem;
-        *out_key_len = key->pem_len;
+        *out_key = key;
         return RT_OK;
     }
     return RT_ERR(RT_ERR_NOT_FOUND, "no key with the token's kid");
+}
+
+rt_status auth_keyset_find(const unsigned char **out_key, size_t *out_key_len,
+                           const auth_keyset *keys, auth_alg alg, const char *kid)
+{
+    const auth_public_key *key;
+    rt_status st;
+
+    if (!out_key || !out_key_len || !keys)
+        return RT_ERR(RT_ERR_INVALID_ARG, "auth_keyset_find: NULL argument");
+    *out_key = NULL;
+    *out_key_len = 0;
+    st = keyset_pin(&key, keys, alg, kid);
+    if (st != RT_OK)
+        return st;
+    if (!key) {
+        *out_key = keys->hs256_secret;
+        *out_key_len = keys->hs256_secret_len;
+    } else {
+        *out_key = (const unsigned char *)key->pem;
+        *out_key_len = key->pem_len;
+    }
+    return RT_OK;
+}
+
+rt_status auth_keyset_find_verify_key(auth_verify_key *out, const auth_keyset *keys, auth_alg alg,
+                                      const char *kid)
+{
+    const auth_public_key *key;
+    rt_status st;
+
+    if (!out || !keys)
+        return RT_ERR(RT_ERR_INVALID_ARG, "auth_keyset_find_verify_key: NULL argument");
+    memset(out, 0, sizeof(*out));
+    st = keyset_pin(&key, keys, alg, kid);
+    if (st != RT_OK)
+        return st;
+    if (!key) {
+        out->hmac = keys->hs256_mac;
+        return RT_OK;
+    }
+    out->pkey = key->pkey;
+    switch (alg) {
+    case AUTH_ALG_RS256:
+    case AUTH_ALG_ES256:
+        out->md = keys->sha256;
+        break;
+    case AUTH_ALG_RS384:
+    case AUTH_ALG_ES384:
+        out->md = keys->sha384;
+        break;
+    default: /* RS512, ES512: keyset_pin() let nothing else through */
+        out->md = keys->sha512;
+        break;
+    }
+    return RT_OK;
 }

@@ -10,6 +10,12 @@
  * unsupported kty/crv, or malformed fields are skipped with a warning log, and
  * a document with no usable key is an error.
  *
+ * Each public key is parsed into an OpenSSL EVP_PKEY once, when the keyset is
+ * built, and the HS256 secret is loaded into a keyed HMAC context once: the
+ * verifier never parses a key per token (OpenSSL 3's PEM decoder costs ~0.5 ms
+ * and takes global locks). The PEM text is kept as well for callers that want
+ * it (auth_keyset_find()).
+ *
  * A keyset is immutable once built, so any number of threads may verify with
  * it at once. Reloading (SIGHUP) builds a new keyset and swaps the pointer
  * (see auth_service).
@@ -19,6 +25,8 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+
+#include <openssl/types.h>
 
 #include "rt_status.h"
 
@@ -77,5 +85,30 @@ bool auth_keyset_has_hs256(const auth_keyset *keys);
  */
 rt_status auth_keyset_find(const unsigned char **out_key, size_t *out_key_len,
                            const auth_keyset *keys, auth_alg alg, const char *kid);
+
+/*
+ * What a signature of `alg` is checked with, prepared once per keyset:
+ *   HS256: `hmac`, an HMAC-SHA256 context already keyed with the secret. Use
+ *          a copy (EVP_MAC_CTX_dup()) per token, never `hmac` itself.
+ *   RS*, ES*: `pkey`, the public key, and `md`, the alg's SHA-256/384/512,
+ *          for EVP_DigestVerifyInit() with a fresh EVP_MD_CTX per token.
+ *          For ES* the key's curve is the alg's (P-256/384/521).
+ * Unused members are NULL. Everything belongs to the keyset and is never
+ * modified after auth_keyset_create(), so any number of threads may use the
+ * same auth_verify_key at once; it stays valid until auth_keyset_destroy().
+ */
+typedef struct auth_verify_key {
+    const EVP_MAC_CTX *hmac;
+    EVP_PKEY *pkey; /* non-const only because OpenSSL's verify API wants it so */
+    const EVP_MD *md;
+} auth_verify_key;
+
+/*
+ * Same lookup and the same pinning rules (and return codes) as
+ * auth_keyset_find(), but gives the prepared OpenSSL objects instead of key
+ * bytes. *out is zeroed on failure. Any thread.
+ */
+rt_status auth_keyset_find_verify_key(auth_verify_key *out, const auth_keyset *keys, auth_alg alg,
+                                      const char *kid);
 
 #endif

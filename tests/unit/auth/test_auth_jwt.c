@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -811,6 +812,261 @@ static void test_detail_may_be_null_and_is_truncated(void **state)
     assert_int_equal(auth_jwt_verify(&out, NULL, &rules, "x", 1, NOW, NULL, 0), V(INTERNAL));
 }
 
+/* The decoded signature of `token` into sig (*sig_len bytes) and a copy of
+ * its "header.payload" part; the caller frees the returned string. */
+static char *split_signed(const char *token, unsigned char *sig, size_t sig_size, size_t *sig_len)
+{
+    const char *dot2 = strrchr(token, '.');
+    assert_non_null(dot2);
+    assert_true(auth_base64url_decode(sig, sig_size, sig_len, dot2 + 1, strlen(dot2 + 1)));
+    return rt_asprintf("%.*s", (int)(dot2 - token), token);
+}
+
+/* signed_part "." base64url(sig) */
+static char *with_signature(const char *signed_part, const unsigned char *sig, size_t sig_len)
+{
+    char *b64 = rt_testtoken_base64url(sig, sig_len);
+    char *token = rt_asprintf("%s.%s", signed_part, b64);
+    free(b64);
+    return token;
+}
+
+/* DER INTEGER of a big-endian unsigned `len`-byte value. */
+static size_t der_integer(unsigned char *out, const unsigned char *v, size_t len)
+{
+    size_t n = 0;
+    while (len > 1 && v[0] == 0) {
+        v++;
+        len--;
+    }
+    out[n++] = 0x02;
+    out[n++] = (unsigned char)(len + (v[0] & 0x80 ? 1 : 0));
+    if (v[0] & 0x80)
+        out[n++] = 0;
+    memcpy(out + n, v, len);
+    return n + len;
+}
+
+static void test_es_signature_of_wrong_length(void **state)
+{
+    char *claims = claims_with("");
+    char *token = mint("ES256", claims);
+    unsigned char sig[256], der[160], longer[65];
+    size_t sig_len, der_len = 2;
+    char *signed_part = split_signed(token, sig, sizeof(sig), &sig_len), *forged;
+    (void)state;
+
+    assert_int_equal(sig_len, 64);
+    assert_int_equal(verify(token), V(UNSPECIFIED));
+    /* Too short or too long by one byte, and empty. */
+    forged = with_signature(signed_part, sig, 63);
+    assert_int_equal(verify(forged), V(BAD_SIGNATURE));
+    free(forged);
+    memcpy(longer, sig, 64);
+    longer[64] = 0;
+    forged = with_signature(signed_part, longer, sizeof(longer));
+    assert_int_equal(verify(forged), V(BAD_SIGNATURE));
+    free(forged);
+    forged = rt_asprintf("%s.", signed_part);
+    assert_int_equal(verify(forged), V(BAD_SIGNATURE));
+    free(forged);
+    /* The same (genuine) r and s, but DER-encoded as OpenSSL would: JWS
+     * only ever accepts the raw r || s form. */
+    der_len += der_integer(der + der_len, sig, 32);
+    der_len += der_integer(der + der_len, sig + 32, 32);
+    der[0] = 0x30;
+    der[1] = (unsigned char)(der_len - 2);
+    forged = with_signature(signed_part, der, der_len);
+    assert_int_equal(verify(forged), V(BAD_SIGNATURE));
+    free(forged);
+    /* A P-521-sized (ES512) signature under ES256. */
+    memset(der, 0x11, 132);
+    forged = with_signature(signed_part, der, 132);
+    assert_int_equal(verify(forged), V(BAD_SIGNATURE));
+    free(forged);
+    free(signed_part);
+    free(token);
+    free(claims);
+}
+
+static void test_es_signature_with_r_or_s_zero(void **state)
+{
+    char *claims = claims_with("");
+    char *token = mint("ES256", claims);
+    unsigned char sig[128], zeroed[64];
+    size_t sig_len;
+    char *signed_part = split_signed(token, sig, sizeof(sig), &sig_len), *forged;
+    (void)state;
+
+    assert_int_equal(sig_len, 64);
+    for (int which = 0; which < 3; which++) {
+        memcpy(zeroed, sig, 64);
+        if (which != 1)
+            memset(zeroed, 0, 32); /* r = 0 */
+        if (which != 0)
+            memset(zeroed + 32, 0, 32); /* s = 0 */
+        forged = with_signature(signed_part, zeroed, sizeof(zeroed));
+        if (verify(forged) != V(BAD_SIGNATURE))
+            fail_msg("ES256 signature with %s zero was not refused", which == 0   ? "r"
+                                                                     : which == 1 ? "s"
+                                                                                  : "r and s");
+        free(forged);
+    }
+    free(signed_part);
+    free(token);
+    free(claims);
+}
+
+static void test_rs_signature_of_wrong_length(void **state)
+{
+    char *claims = claims_with("");
+    char *token = mint("RS256", claims);
+    unsigned char sig[600], longer[257];
+    size_t sig_len;
+    char *signed_part = split_signed(token, sig, sizeof(sig), &sig_len), *forged;
+    (void)state;
+
+    assert_int_equal(sig_len, 256);
+    forged = with_signature(signed_part, sig, 255);
+    assert_int_equal(verify(forged), V(BAD_SIGNATURE));
+    free(forged);
+    /* A leading zero byte does not change the number, but it is not the
+     * modulus' size. */
+    longer[0] = 0;
+    memcpy(longer + 1, sig, 256);
+    forged = with_signature(signed_part, longer, sizeof(longer));
+    assert_int_equal(verify(forged), V(BAD_SIGNATURE));
+    free(forged);
+    free(signed_part);
+    free(token);
+    free(claims);
+}
+
+static void test_hs256_signature_of_wrong_length(void **state)
+{
+    char *claims = claims_with("");
+    char *token = mint("HS256", claims);
+    unsigned char sig[128];
+    size_t sig_len;
+    char *signed_part = split_signed(token, sig, sizeof(sig), &sig_len), *forged;
+    (void)state;
+
+    assert_int_equal(sig_len, 32);
+    /* A prefix of the genuine MAC must not pass a prefix comparison. */
+    for (size_t len = 0; len < 32; len += 8) {
+        forged = with_signature(signed_part, sig, len);
+        assert_int_equal(verify(forged), V(BAD_SIGNATURE));
+        free(forged);
+    }
+    free(signed_part);
+    free(token);
+    free(claims);
+}
+
+static void test_rs_verified_after_keyset_reload(void **state)
+{
+    /* SIGHUP builds a fresh keyset from the JWKS and drops the old one; the
+     * parsed keys of the new keyset must serve, and a rotated key (same kid,
+     * new key pair) must replace the old one. */
+    char *claims = claims_with("");
+    char *rs = mint("RS256", claims), *es = mint("ES256", claims), *rotated_rs = NULL;
+    auth_keyset *keys = NULL;
+    rt_testkeys *rotated = NULL;
+    (void)state;
+
+    for (int round = 0; round < 3; round++) {
+        assert_int_equal(auth_keyset_create(&keys, SECRET, rt_testkeys_jwks(test_keys)), RT_OK);
+        assert_int_equal(verify_with(NULL, keys, &rules, rs), V(UNSPECIFIED));
+        assert_int_equal(verify_with(NULL, keys, &rules, es), V(UNSPECIFIED));
+        auth_keyset_destroy(keys);
+        keys = NULL;
+    }
+    /* The tokens signed before still verify with the long-lived keyset. */
+    assert_int_equal(verify(rs), V(UNSPECIFIED));
+
+    assert_int_equal(rt_testkeys_create(&rotated, "rsa-1", "ec-1"), RT_OK);
+    assert_int_equal(auth_keyset_create(&keys, SECRET, rt_testkeys_jwks(rotated)), RT_OK);
+    assert_int_equal(rt_testtoken_mint(&rotated_rs, "RS256", rt_testkeys_rsa_private_pem(rotated),
+                                       "rsa-1", claims),
+                     RT_OK);
+    assert_int_equal(verify_with(NULL, keys, &rules, rotated_rs), V(UNSPECIFIED));
+    assert_int_equal(verify_with(NULL, keys, &rules, rs), V(BAD_SIGNATURE));
+    assert_int_equal(verify_with(NULL, keys, &rules, es), V(BAD_SIGNATURE));
+    assert_int_equal(verify(rotated_rs), V(BAD_SIGNATURE));
+    auth_keyset_destroy(keys);
+    rt_testkeys_destroy(rotated);
+    free(rotated_rs);
+    free(rs);
+    free(es);
+    free(claims);
+}
+
+#define CONCURRENT_THREADS 8
+#define CONCURRENT_ROUNDS 150
+
+typedef struct concurrent_job {
+    const auth_keyset *keys;
+    char *const *tokens; /* good HS256, RS256, ES256, then tampered ones */
+    const auth_verify_error *expected;
+    size_t token_count;
+    int offset; /* each thread starts at another token */
+    int wrong;  /* out: verdicts that differed from `expected` */
+} concurrent_job;
+
+static void *concurrent_verify(void *arg)
+{
+    concurrent_job *job = arg;
+    for (int i = 0; i < CONCURRENT_ROUNDS; i++) {
+        size_t t = ((size_t)i + (size_t)job->offset) % job->token_count;
+        auth_claims out;
+        char detail[64];
+        auth_verify_error err =
+            auth_jwt_verify(&out, job->keys, &rules, job->tokens[t], strlen(job->tokens[t]), NOW,
+                            detail, sizeof(detail));
+        if (err != job->expected[t] || (err == V(UNSPECIFIED) && strcmp(out.sub, SUB) != 0))
+            job->wrong++;
+    }
+    return NULL;
+}
+
+static void test_concurrent_verification(void **state)
+{
+    /* One keyset, 8 threads, the three algorithms interleaved, good and bad
+     * tokens: every verdict must be what a single thread gets (and ASan must
+     * see no race on the shared EVP_PKEYs and HMAC context). */
+    char *claims = claims_with("");
+    char *tokens[6];
+    const auth_verify_error expected[6] = {V(UNSPECIFIED),   V(UNSPECIFIED),   V(UNSPECIFIED),
+                                           V(BAD_SIGNATURE), V(BAD_SIGNATURE), V(BAD_SIGNATURE)};
+    concurrent_job jobs[CONCURRENT_THREADS];
+    pthread_t threads[CONCURRENT_THREADS];
+    (void)state;
+
+    tokens[0] = mint("HS256", claims);
+    tokens[1] = mint("RS256", claims);
+    tokens[2] = mint("ES256", claims);
+    for (int i = 3; i < 6; i++) {
+        tokens[i] = rt_strdup(tokens[i - 3]);
+        assert_int_equal(rt_testtoken_flip_signature(tokens[i]), RT_OK);
+    }
+    for (int i = 0; i < CONCURRENT_THREADS; i++) {
+        jobs[i] = (concurrent_job){.keys = all_keys,
+                                   .tokens = tokens,
+                                   .expected = expected,
+                                   .token_count = 6,
+                                   .offset = i};
+        assert_int_equal(pthread_create(&threads[i], NULL, concurrent_verify, &jobs[i]), 0);
+    }
+    for (int i = 0; i < CONCURRENT_THREADS; i++) {
+        assert_int_equal(pthread_join(threads[i], NULL), 0);
+        if (jobs[i].wrong)
+            fail_msg("thread %d got %d wrong verdicts", i, jobs[i].wrong);
+    }
+    for (int i = 0; i < 6; i++)
+        free(tokens[i]);
+    free(claims);
+}
+
 static void test_error_names(void **state)
 {
     static const char *const names[] = {
@@ -828,6 +1084,7 @@ static void test_error_names(void **state)
         "missing_subject",
         "missing_expiry",
         "internal",
+        "unavailable",
     };
     (void)state;
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
@@ -874,6 +1131,12 @@ int main(void)
         cmocka_unit_test(test_session_id_extracted),
         cmocka_unit_test(test_detail_never_contains_the_token),
         cmocka_unit_test(test_detail_may_be_null_and_is_truncated),
+        cmocka_unit_test(test_es_signature_of_wrong_length),
+        cmocka_unit_test(test_es_signature_with_r_or_s_zero),
+        cmocka_unit_test(test_rs_signature_of_wrong_length),
+        cmocka_unit_test(test_hs256_signature_of_wrong_length),
+        cmocka_unit_test(test_rs_verified_after_keyset_reload),
+        cmocka_unit_test(test_concurrent_verification),
         cmocka_unit_test(test_error_names),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

@@ -1,5 +1,5 @@
 /*
- * auth_keys: JWKS -> PEM keys, kid lookup, algorithm restrictions, and what
+ * auth_keys: JWKS -> parsed and PEM keys, kid lookup, algorithm restrictions, and what
  * happens to JWKs that cannot be used.
  */
 #include <setjmp.h>
@@ -9,6 +9,8 @@
 #include <cmocka.h>
 
 #include <jansson.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -182,6 +184,90 @@ static void test_alg_restricted_by_jwk_alg(void **state)
     assert_int_equal(auth_keyset_find(&key, &key_len, keys, AUTH_ALG_HS256, "rsa-1"), RT_ERR_AUTH);
     assert_int_equal(auth_keyset_find(&key, &key_len, keys, AUTH_ALG_NONE, "rsa-1"), RT_ERR_AUTH);
     auth_keyset_destroy(keys);
+    free(jwks);
+}
+
+/* The public key in `pem`, parsed. */
+static EVP_PKEY *pem_pkey(const char *pem)
+{
+    BIO *bio = BIO_new_mem_buf(pem, -1);
+    EVP_PKEY *pkey = PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL);
+    BIO_free(bio);
+    assert_non_null(pkey);
+    return pkey;
+}
+
+static void test_verify_key_lookup(void **state)
+{
+    auth_keyset *keys = NULL;
+    auth_verify_key vk;
+    char *jwks = jwks_of(base_jwk("rsa-1"), jwk_variant("rsa-1", "rsa-any", "alg", NULL),
+                         base_jwk("ec-1"), NULL);
+    EVP_PKEY *rsa = pem_pkey(rt_testkeys_rsa_public_pem(test_keys));
+    EVP_PKEY *ec = pem_pkey(rt_testkeys_ec_public_pem(test_keys));
+    (void)state;
+    assert_int_equal(auth_keyset_create(&keys, SECRET, jwks), RT_OK);
+
+    /* The parsed keys are the JWKS' keys, with the alg's digest. */
+    assert_int_equal(auth_keyset_find_verify_key(&vk, keys, AUTH_ALG_RS256, "rsa-1"), RT_OK);
+    assert_non_null(vk.pkey);
+    assert_null(vk.hmac);
+    assert_true(EVP_PKEY_is_a(vk.pkey, "RSA"));
+    assert_int_equal(EVP_PKEY_eq(vk.pkey, rsa), 1);
+    assert_true(EVP_MD_is_a(vk.md, "SHA256"));
+    assert_int_equal(auth_keyset_find_verify_key(&vk, keys, AUTH_ALG_RS384, "rsa-any"), RT_OK);
+    assert_int_equal(EVP_PKEY_eq(vk.pkey, rsa), 1);
+    assert_true(EVP_MD_is_a(vk.md, "SHA384"));
+    assert_int_equal(auth_keyset_find_verify_key(&vk, keys, AUTH_ALG_RS512, "rsa-any"), RT_OK);
+    assert_true(EVP_MD_is_a(vk.md, "SHA512"));
+    assert_int_equal(auth_keyset_find_verify_key(&vk, keys, AUTH_ALG_ES256, "ec-1"), RT_OK);
+    assert_true(EVP_PKEY_is_a(vk.pkey, "EC"));
+    assert_int_equal(EVP_PKEY_eq(vk.pkey, ec), 1);
+    assert_true(EVP_MD_is_a(vk.md, "SHA256"));
+    /* HS256: the keyed HMAC, never a public key, whatever the kid. */
+    assert_int_equal(auth_keyset_find_verify_key(&vk, keys, AUTH_ALG_HS256, "rsa-1"), RT_OK);
+    assert_non_null(vk.hmac);
+    assert_null(vk.pkey);
+    assert_null(vk.md);
+
+    /* Exactly the pinning of auth_keyset_find(); *out is cleared. */
+    static const struct {
+        auth_alg alg;
+        const char *kid;
+        rt_status expected;
+    } refused[] = {
+        {AUTH_ALG_RS384, "rsa-1", RT_ERR_AUTH},     {AUTH_ALG_RS256, "ec-1", RT_ERR_AUTH},
+        {AUTH_ALG_ES256, "rsa-1", RT_ERR_AUTH},     {AUTH_ALG_ES384, "ec-1", RT_ERR_AUTH},
+        {AUTH_ALG_ES512, "nope", RT_ERR_AUTH},      {AUTH_ALG_NONE, "rsa-1", RT_ERR_AUTH},
+        {AUTH_ALG_RS256, "nope", RT_ERR_NOT_FOUND}, {AUTH_ALG_RS256, NULL, RT_ERR_NOT_FOUND},
+    };
+    for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+        const unsigned char *key;
+        size_t key_len;
+        memset(&vk, 0xff, sizeof(vk));
+        assert_int_equal(auth_keyset_find_verify_key(&vk, keys, refused[i].alg, refused[i].kid),
+                         refused[i].expected);
+        assert_int_equal(auth_keyset_find(&key, &key_len, keys, refused[i].alg, refused[i].kid),
+                         refused[i].expected);
+        assert_null(vk.pkey);
+        assert_null(vk.hmac);
+        assert_null(vk.md);
+    }
+    auth_keyset_destroy(keys);
+
+    /* No secret: no HS256; no JWKS: no public key. */
+    assert_int_equal(auth_keyset_create(&keys, NULL, jwks), RT_OK);
+    assert_int_equal(auth_keyset_find_verify_key(&vk, keys, AUTH_ALG_HS256, NULL), RT_ERR_AUTH);
+    auth_keyset_destroy(keys);
+    assert_int_equal(auth_keyset_create(&keys, SECRET, NULL), RT_OK);
+    assert_int_equal(auth_keyset_find_verify_key(&vk, keys, AUTH_ALG_RS256, "rsa-1"), RT_ERR_AUTH);
+    assert_int_equal(auth_keyset_find_verify_key(&vk, keys, AUTH_ALG_HS256, NULL), RT_OK);
+    assert_non_null(vk.hmac);
+    assert_int_equal(auth_keyset_find_verify_key(NULL, keys, AUTH_ALG_HS256, NULL),
+                     RT_ERR_INVALID_ARG);
+    auth_keyset_destroy(keys);
+    EVP_PKEY_free(rsa);
+    EVP_PKEY_free(ec);
     free(jwks);
 }
 
@@ -386,6 +472,7 @@ int main(void)
         cmocka_unit_test(test_jwks_with_rsa_and_ec_keys),
         cmocka_unit_test(test_kid_lookup_gives_the_public_pem),
         cmocka_unit_test(test_alg_restricted_by_jwk_alg),
+        cmocka_unit_test(test_verify_key_lookup),
         cmocka_unit_test(test_bad_jwks_skipped_with_warning),
         cmocka_unit_test(test_empty_jwks_is_an_error),
         cmocka_unit_test(test_no_usable_key_is_an_error),
