@@ -134,13 +134,7 @@ struct rt_admin {
     struct lws_protocols protocols[2];
 };
 
-/* Per-request state (lws zeroes it and frees it with the connection). */
-typedef struct admin_request {
-    rt_admin_response response;
-    size_t sent;
-    bool active;   /* a response is pending */
-    bool headonly; /* HEAD: headers only */
-} admin_request;
+typedef rt_admin_http admin_request;
 
 /* lws method index (LWSHUMETH_*) to its name. */
 static const char *method_name(int meth)
@@ -156,13 +150,19 @@ static const char *method_name(int meth)
     return names[meth];
 }
 
-static void request_reset(admin_request *req)
+void rt_admin_http_reset(rt_admin_http *req)
 {
     free(req->response.body);
     memset(req, 0, sizeof(*req));
 }
 
-static int on_http(struct lws *wsi, rt_admin *admin, admin_request *req, const char *in)
+static void request_reset(admin_request *req)
+{
+    rt_admin_http_reset(req);
+}
+
+int rt_admin_http_begin(struct lws *wsi, rt_admin_http *req, const char *in, rt_metrics *metrics,
+                        rt_admin_ready_fn ready, void *ready_arg)
 {
     uint8_t buf[LWS_PRE + 1024], *start = &buf[LWS_PRE], *p = start, *end = &buf[sizeof(buf) - 1];
     char *uri = NULL;
@@ -171,8 +171,7 @@ static int on_http(struct lws *wsi, rt_admin *admin, admin_request *req, const c
     char *path = uri && uri_len > 0 ? rt_strndup(uri, (size_t)uri_len) : rt_strdup(in ? in : "/");
 
     request_reset(req);
-    rt_admin_respond(&req->response, method_name(meth), path, admin->metrics, admin->ready,
-                     admin->ready_arg);
+    rt_admin_respond(&req->response, method_name(meth), path, metrics, ready, ready_arg);
     free(path);
     req->active = true;
     req->headonly = meth == LWSHUMETH_HEAD;
@@ -195,7 +194,7 @@ static int on_http(struct lws *wsi, rt_admin *admin, admin_request *req, const c
     return 0;
 }
 
-static int on_writeable(struct lws *wsi, admin_request *req)
+int rt_admin_http_writeable(struct lws *wsi, rt_admin_http *req)
 {
     uint8_t buf[LWS_PRE + ADMIN_CHUNK];
 
@@ -232,10 +231,10 @@ static int admin_callback(struct lws *wsi, enum lws_callback_reasons reason, voi
         rt_admin *admin = lws_context_user(lws_get_context(wsi));
         if (!req || !admin)
             return -1;
-        return on_http(wsi, admin, req, in);
+        return rt_admin_http_begin(wsi, req, in, admin->metrics, admin->ready, admin->ready_arg);
     }
     case LWS_CALLBACK_HTTP_WRITEABLE:
-        return on_writeable(wsi, req);
+        return rt_admin_http_writeable(wsi, req);
     case LWS_CALLBACK_HTTP_BODY:
     case LWS_CALLBACK_HTTP_BODY_COMPLETION:
         /* A request body (POST, PUT...) is read and dropped: the answer,

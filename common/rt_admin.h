@@ -49,6 +49,27 @@ typedef struct rt_admin_response {
 void rt_admin_respond(rt_admin_response *out, const char *method, const char *path,
                       rt_metrics *metrics, rt_admin_ready_fn ready, void *ready_arg);
 
+/*
+ * Serving the endpoints from a service's own libwebsockets context
+ * (ws-edge): embed an rt_admin_http in the connection's session data, call
+ * rt_admin_http_begin() on LWS_CALLBACK_HTTP (`in` is the path lws passes),
+ * rt_admin_http_writeable() on LWS_CALLBACK_HTTP_WRITEABLE, and
+ * rt_admin_http_reset() when the connection closes. They return what the
+ * lws callback should return. lws service thread only.
+ */
+struct lws;
+typedef struct rt_admin_http {
+    rt_admin_response response;
+    size_t sent;
+    bool active;   /* a response is pending */
+    bool headonly; /* HEAD: headers only */
+} rt_admin_http;
+
+int rt_admin_http_begin(struct lws *wsi, rt_admin_http *req, const char *in, rt_metrics *metrics,
+                        rt_admin_ready_fn ready, void *ready_arg);
+int rt_admin_http_writeable(struct lws *wsi, rt_admin_http *req);
+void rt_admin_http_reset(rt_admin_http *req);
+
 /* Starts the server thread; returns once the port is listening. */
 rt_status rt_admin_start(rt_admin **out, const rt_admin_options *options);
 /* The bound port (useful when options->port was 0). */

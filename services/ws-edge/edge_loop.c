@@ -1,0 +1,1433 @@
+/*
+ * edge_loop: see edge_loop.h. This file holds the libwebsockets protocol
+ * callback (HTTP admin endpoints, the upgrade checks, browser frames), the
+ * per-connection state machine, the loop-local rooms and send queues, and the
+ * inbox other threads post to.
+ *
+ * Fan-out: a room message arrives once per loop (edge_msg, already rendered);
+ * each active member's send queue gets a pointer to it. On WRITEABLE a
+ * connection writes as many queued messages as fit in one frame, joined by
+ * '\n' (JSON Lines), so a connection that fell behind catches up with few
+ * syscalls. A queue over WS_SEND_QUEUE_MAX_BYTES closes the connection 1013.
+ */
+#include "edge_loop.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <libwebsockets.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "edge_frames.h"
+#include "edge_hub.h"
+#include "edge_limits.h"
+#include "rt_alloc.h"
+#include "rt_log.h"
+#include "rt_map.h"
+#include "rt_proto.h"
+#include "rt_time.h"
+
+#define RECENT_MAX 64                /* per room: messages kept for a new member's seam */
+#define FRAME_MAX (64 * 1024)        /* bytes of queued messages joined into one frame */
+#define TICK_US (100 * 1000)         /* RPC deadlines and drain pacing */
+#define RATE_STRIKES_MAX 10          /* rate-limited frames tolerated ... */
+#define RATE_STRIKES_WINDOW_MS 10000 /* ... within this window before close 4429 */
+#define AUTHZ_CACHE_MAX 200000
+
+#define VERR(x) UNPUZZLE__RT__V1__VERIFY_ERROR__VERIFY_ERROR_##x
+#define DENY(x) UNPUZZLE__RT__V1__DENY_REASON__DENY_REASON_##x
+
+/* ---- types ---- */
+
+typedef struct edge_room edge_room;
+
+typedef struct edge_member {
+    edge_room *room; /* NULL: free slot */
+    uint32_t index;  /* position in room->members */
+    bool active;     /* false until "subscribed" was sent */
+    char sub_id[EDGE_CLIENT_ID_MAX + 1];
+} edge_member;
+
+typedef enum conn_state {
+    CONN_AWAIT_AUTH = 0,
+    CONN_AUTHENTICATING,
+    CONN_OPEN,
+    CONN_CLOSING,
+} conn_state;
+
+typedef struct edge_conn {
+    struct lws *wsi;
+    edge_loop *loop;
+    uint64_t id;
+    conn_state state;
+    bool refreshing;
+    bool counted;
+    uint8_t role;
+    uint16_t close_code; /* set when we decided to close */
+    uint16_t peer_close_code;
+    const char *close_reason;
+    char user_id[RT_ID_MAX + 1];
+    int64_t expires_ms;
+    edge_member *rooms;
+    uint16_t n_rooms, cap_rooms, pending_subs;
+    edge_msg **queue; /* ring */
+    uint32_t q_head, q_len, q_cap;
+    size_t q_bytes;
+    char *rx;
+    size_t rx_len, rx_cap;
+    edge_bucket bucket;
+    edge_strikes rate_strikes, bad_strikes;
+    lws_sorted_usec_list_t sul; /* auth deadline, then token expiry */
+} edge_conn;
+
+typedef struct edge_session {
+    bool is_ws;
+    union {
+        rt_admin_http http;
+        edge_conn conn;
+    };
+} edge_session;
+
+typedef struct room_member_ref {
+    edge_conn *conn;
+    uint16_t slot; /* index in conn->rooms */
+} room_member_ref;
+
+struct edge_room {
+    char name[RT_ROOM_NAME_MAX];
+    room_member_ref *members;
+    uint32_t n_members, cap_members;
+    bool ready;
+    uint64_t last_seq;
+    edge_msg *recent[RECENT_MAX]; /* ring of the latest messages */
+    uint32_t recent_start, recent_count;
+};
+
+typedef enum rpc_kind { RPC_VERIFY, RPC_REFRESH, RPC_AUTHORIZE } rpc_kind;
+
+typedef struct pending_rpc {
+    uint64_t conn_id;
+    rpc_kind kind;
+    uint64_t deadline_ns;
+    char client_id[EDGE_CLIENT_ID_MAX + 1];
+    char room[RT_ROOM_NAME_MAX];
+    bool has_since;
+    uint64_t since_seq;
+    char since_epoch[EDGE_EPOCH_MAX + 1];
+} pending_rpc;
+
+typedef enum ev_type {
+    EV_ROOM_MSG = 1,
+    EV_ROOM_READY,
+    EV_RPC_REPLY,
+    EV_INVALIDATE,
+    EV_DRAIN
+} ev_type;
+
+typedef struct loop_event {
+    ev_type type;
+    char key[RT_ROOM_NAME_MAX]; /* room, or user id for EV_INVALIDATE ("" = lessons) */
+    edge_msg *msg;
+    uint64_t value; /* seq, request id, or drain ms */
+    natsMsg *reply;
+} loop_event;
+
+struct edge_loop {
+    int index;
+    const edge_config *cfg;
+    edge_hub *hub;
+    edge_metrics *m;
+    rt_metrics *registry;
+    rt_admin_ready_fn ready;
+    void *ready_arg;
+    struct lws_context *ctx;
+    struct lws_vhost *vhost;
+    int listen_fd;
+    int port;
+    pthread_t thread;
+    bool thread_started;
+    atomic_bool stop;
+    atomic_size_t n_conns;
+
+    pthread_mutex_t inbox_lock;
+    loop_event *inbox, *inbox_spare;
+    size_t inbox_len, inbox_cap, spare_cap;
+
+    /* loop thread only */
+    rt_strmap *rooms;       /* name -> edge_room */
+    rt_u64map *conns;       /* id -> edge_conn */
+    rt_u64map *pending;     /* request id -> pending_rpc */
+    rt_strmap *authz_cache; /* "user\x1froom" -> expiry (uint64_t*) */
+    uint64_t next_conn_id, next_request_id;
+    lws_sorted_usec_list_t sul_tick;
+    unsigned char *scratch;
+    size_t scratch_cap;
+    bool draining;
+    uint64_t drain_start_ns, drain_ms;
+    uint64_t *drain_ids;
+    size_t drain_total, drain_done;
+    lws_retry_bo_t retry;
+    struct lws_protocols protocols[3];
+    struct lws_extension extensions[2];
+    struct lws_context_creation_info info;
+};
+
+/* ---- inbox (any thread) ---- */
+
+static void post(edge_loop *loop, const loop_event *ev)
+{
+    pthread_mutex_lock(&loop->inbox_lock);
+    if (loop->inbox_len == loop->inbox_cap) {
+        loop->inbox_cap = loop->inbox_cap ? loop->inbox_cap * 2 : 256;
+        loop->inbox = rt_realloc(loop->inbox, loop->inbox_cap * sizeof(loop_event));
+    }
+    loop->inbox[loop->inbox_len++] = *ev;
+    bool first = loop->inbox_len == 1;
+    pthread_mutex_unlock(&loop->inbox_lock);
+    /* One wake-up per batch: later posts find the loop already woken. */
+    if (first && loop->ctx)
+        lws_cancel_service(loop->ctx);
+}
+
+void edge_loop_post_room_message(edge_loop *loop, const char *room, edge_msg *msg)
+{
+    loop_event ev = {.type = EV_ROOM_MSG, .msg = msg};
+    snprintf(ev.key, sizeof(ev.key), "%s", room);
+    post(loop, &ev);
+}
+
+void edge_loop_post_room_ready(edge_loop *loop, const char *room, uint64_t last_seq)
+{
+    loop_event ev = {.type = EV_ROOM_READY, .value = last_seq};
+    snprintf(ev.key, sizeof(ev.key), "%s", room);
+    post(loop, &ev);
+}
+
+void edge_loop_post_rpc_reply(edge_loop *loop, uint64_t request_id, natsMsg *reply)
+{
+    loop_event ev = {.type = EV_RPC_REPLY, .value = request_id, .reply = reply};
+    post(loop, &ev);
+}
+
+void edge_loop_post_invalidate(edge_loop *loop, const char *user_id)
+{
+    loop_event ev = {.type = EV_INVALIDATE};
+    snprintf(ev.key, sizeof(ev.key), "%s", user_id ? user_id : "");
+    post(loop, &ev);
+}
+
+void edge_loop_post_drain(edge_loop *loop, int drain_ms)
+{
+    loop_event ev = {.type = EV_DRAIN, .value = (uint64_t)drain_ms};
+    post(loop, &ev);
+}
+
+size_t edge_loop_connections(const edge_loop *loop)
+{
+    return atomic_load(&((edge_loop *)loop)->n_conns);
+}
+
+int edge_loop_port(const edge_loop *loop)
+{
+    return loop->port;
+}
+
+/* ---- send queue ---- */
+
+static void conn_close(edge_conn *c, uint16_t code, const char *reason);
+
+/* Queues `msg` (takes a new reference). */
+static void conn_send(edge_conn *c, edge_msg *msg)
+{
+    if (c->state == CONN_CLOSING)
+        return;
+    if (c->q_bytes + msg->len + 1 > (size_t)c->loop->cfg->send_queue_max_bytes) {
+        rt_counter_inc(c->loop->m->slow_consumers);
+        conn_close(c, 1013, "send queue full; reconnect with since");
+        return;
+    }
+    if (c->q_len == c->q_cap) {
+        uint32_t cap = c->q_cap ? c->q_cap * 2 : 8;
+        edge_msg **q = rt_malloc(cap * sizeof(edge_msg *));
+        for (uint32_t i = 0; i < c->q_len; i++)
+            q[i] = c->queue[(c->q_head + i) % c->q_cap];
+        free(c->queue);
+        c->queue = q;
+        c->q_cap = cap;
+        c->q_head = 0;
+    }
+    c->queue[(c->q_head + c->q_len) % c->q_cap] = edge_msg_ref(msg);
+    c->q_len++;
+    c->q_bytes += msg->len + 1;
+    if (c->q_len == 1)
+        lws_callback_on_writable(c->wsi);
+}
+
+/* Queues a reply rendered by edge_render_* (takes ownership of text). The
+ * length comes from the text itself: C leaves the order of argument
+ * evaluation open, so a length written by the renderer inside the same call
+ * could be read before it is set. */
+static void conn_send_text(edge_conn *c, char *text)
+{
+    if (!text)
+        return;
+    size_t len = strlen(text);
+    edge_msg *m = edge_msg_new(text, len, 0, 0, 0);
+    free(text);
+    conn_send(c, m);
+    edge_msg_unref(m);
+}
+
+static void conn_error(edge_conn *c, const char *id, const char *code, const char *message,
+                       const char *room)
+{
+    size_t len = 0;
+    conn_send_text(c, edge_render_error(&len, id, code, message, room));
+}
+
+static void queue_clear(edge_conn *c)
+{
+    for (uint32_t i = 0; i < c->q_len; i++)
+        edge_msg_unref(c->queue[(c->q_head + i) % c->q_cap]);
+    free(c->queue);
+    c->queue = NULL;
+    c->q_len = c->q_cap = c->q_head = 0;
+    c->q_bytes = 0;
+}
+
+/* Decides to close; the close frame goes out on the next WRITEABLE, after
+ * whatever is queued (an error frame before 4401), except for 1013 and 1009
+ * where the queue is dropped. */
+static void conn_close(edge_conn *c, uint16_t code, const char *reason)
+{
+    if (c->state == CONN_CLOSING)
+        return;
+    c->state = CONN_CLOSING;
+    c->close_code = code;
+    c->close_reason = reason;
+    if (code == 1013 || code == 1009 || code == 1012)
+        queue_clear(c);
+    lws_sul_cancel(&c->sul);
+    lws_callback_on_writable(c->wsi);
+}
+
+static int conn_writeable(edge_loop *loop, edge_conn *c)
+{
+    if (c->q_len == 0) {
+        if (c->close_code) {
+            lws_close_reason(c->wsi, (enum lws_close_status)c->close_code,
+                             (unsigned char *)c->close_reason,
+                             c->close_reason ? strlen(c->close_reason) : 0);
+            return -1;
+        }
+        return 0;
+    }
+    /* Join as many queued messages as fit in one frame (at least one). */
+    size_t total = 0;
+    uint32_t n = 0;
+    while (n < c->q_len) {
+        edge_msg *m = c->queue[(c->q_head + n) % c->q_cap];
+        size_t add = m->len + (n ? 1 : 0);
+        if (n && total + add > FRAME_MAX)
+            break;
+        total += add;
+        n++;
+    }
+    if (loop->scratch_cap < LWS_PRE + total) {
+        loop->scratch_cap = LWS_PRE + total;
+        loop->scratch = rt_realloc(loop->scratch, loop->scratch_cap);
+    }
+    unsigned char *p = loop->scratch + LWS_PRE;
+    uint64_t now = rt_time_mono_ns();
+    uint32_t deliveries = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        edge_msg *m = c->queue[c->q_head];
+        if (i)
+            *p++ = '\n';
+        memcpy(p, m->data, m->len);
+        p += m->len;
+        if (m->received_ns) {
+            deliveries++;
+            rt_histogram_observe(loop->m->fanout_seconds, (double)(now - m->received_ns) / 1e9);
+        }
+        c->q_bytes -= m->len + 1;
+        edge_msg_unref(m);
+        c->q_head = (c->q_head + 1) % c->q_cap;
+        c->q_len--;
+    }
+    if (lws_write(c->wsi, loop->scratch + LWS_PRE, total, LWS_WRITE_TEXT) < (int)total)
+        return -1;
+    rt_counter_inc(loop->m->frames_out);
+    rt_counter_add(loop->m->bytes_out, total);
+    if (deliveries)
+        rt_counter_add(loop->m->deliveries, deliveries);
+    if (c->q_len || c->close_code)
+        lws_callback_on_writable(c->wsi);
+    return 0;
+}
+
+/* ---- rooms (loop thread) ---- */
+
+static void room_recent_push(edge_room *r, edge_msg *msg)
+{
+    if (r->recent_count == RECENT_MAX) {
+        edge_msg_unref(r->recent[r->recent_start]);
+        r->recent_start = (r->recent_start + 1) % RECENT_MAX;
+        r->recent_count--;
+    }
+    r->recent[(r->recent_start + r->recent_count) % RECENT_MAX] = edge_msg_ref(msg);
+    r->recent_count++;
+}
+
+static void room_free(edge_loop *loop, edge_room *r)
+{
+    for (uint32_t i = 0; i < r->recent_count; i++)
+        edge_msg_unref(r->recent[(r->recent_start + i) % RECENT_MAX]);
+    free(r->members);
+    rt_strmap_remove(loop->rooms, r->name);
+    rt_gauge_add(loop->m->rooms, -1);
+    edge_hub_leave(loop->hub, loop->index, r->name);
+    free(r);
+}
+
+static void send_subscribed(edge_conn *c, const char *sub_id, const char *room, uint64_t seq,
+                            bool has_since, uint64_t since_seq, const char *since_epoch)
+{
+    char epoch[EDGE_EPOCH_MAX + 1];
+    size_t len = 0;
+    edge_hub_epoch(c->loop->hub, epoch);
+    /* Without history replay, "recovered" is only true when the client has
+     * missed nothing: same epoch and already at the room's position. */
+    bool recovered = !has_since || (strcmp(since_epoch, epoch) == 0 && since_seq == seq);
+    conn_send_text(c, edge_render_subscribed(&len, sub_id, room, epoch, seq, recovered));
+}
+
+static void conn_join(edge_conn *c, const pending_rpc *req)
+{
+    edge_loop *loop = c->loop;
+    edge_room *r = rt_strmap_get(loop->rooms, req->room);
+
+    if (!r) {
+        bool known = false;
+        uint64_t last = 0;
+        r = rt_calloc(1, sizeof(*r));
+        snprintf(r->name, sizeof(r->name), "%s", req->room);
+        rt_strmap_put(loop->rooms, r->name, r);
+        rt_gauge_add(loop->m->rooms, 1);
+        edge_hub_join(loop->hub, loop->index, r->name, &known, &last);
+        r->ready = known;
+        r->last_seq = last;
+    }
+    uint16_t slot = 0;
+    while (slot < c->cap_rooms && c->rooms[slot].room)
+        slot++;
+    if (slot == c->cap_rooms) {
+        uint16_t cap = c->cap_rooms ? (uint16_t)(c->cap_rooms * 2) : 2;
+        c->rooms = rt_realloc(c->rooms, cap * sizeof(edge_member));
+        memset(c->rooms + c->cap_rooms, 0, (cap - c->cap_rooms) * sizeof(edge_member));
+        c->cap_rooms = cap;
+    }
+    if (r->n_members == r->cap_members) {
+        r->cap_members = r->cap_members ? r->cap_members * 2 : 4;
+        r->members = rt_realloc(r->members, r->cap_members * sizeof(room_member_ref));
+    }
+    edge_member *mb = &c->rooms[slot];
+    mb->room = r;
+    mb->index = r->n_members;
+    mb->active = r->ready;
+    snprintf(mb->sub_id, sizeof(mb->sub_id), "%s", req->client_id);
+    r->members[r->n_members++] = (room_member_ref){c, slot};
+    c->n_rooms++;
+    if (r->ready)
+        send_subscribed(c, req->client_id, r->name, r->last_seq, req->has_since, req->since_seq,
+                        req->since_epoch);
+    /* else: "subscribed" follows when the hub announces the room's position. */
+}
+
+static void conn_leave_slot(edge_conn *c, uint16_t slot)
+{
+    edge_member *mb = &c->rooms[slot];
+    edge_room *r = mb->room;
+    uint32_t i = mb->index;
+
+    r->members[i] = r->members[--r->n_members];
+    if (i < r->n_members) {
+        room_member_ref moved = r->members[i];
+        moved.conn->rooms[moved.slot].index = i;
+    }
+    memset(mb, 0, sizeof(*mb));
+    c->n_rooms--;
+    if (r->n_members == 0)
+        room_free(c->loop, r);
+}
+
+static int conn_find_room(edge_conn *c, const char *room)
+{
+    for (uint16_t i = 0; i < c->cap_rooms; i++)
+        if (c->rooms[i].room && strcmp(c->rooms[i].room->name, room) == 0)
+            return i;
+    return -1;
+}
+
+static void room_deliver(edge_loop *loop, edge_room *r, edge_msg *msg)
+{
+    (void)loop;
+    for (uint32_t i = 0; i < r->n_members;) {
+        room_member_ref ref = r->members[i];
+        uint32_t before = r->n_members;
+        if (ref.conn->rooms[ref.slot].active)
+            conn_send(ref.conn, msg);
+        /* A 1013 close does not leave the room until CLOSED, so members do
+         * not move under us; guard anyway. */
+        if (r->n_members == before)
+            i++;
+    }
+}
+
+static void on_room_message(edge_loop *loop, const char *name, edge_msg *msg)
+{
+    edge_room *r = rt_strmap_get(loop->rooms, name);
+    if (!r)
+        return;
+    if (r->ready && msg->seq <= r->last_seq) {
+        rt_counter_inc(loop->m->dropped_duplicate);
+        return;
+    }
+    if (!r->ready && r->recent_count == RECENT_MAX)
+        rt_counter_inc(loop->m->dropped_unready);
+    room_recent_push(r, msg);
+    if (!r->ready)
+        return;
+    r->last_seq = msg->seq;
+    room_deliver(loop, r, msg);
+}
+
+static void on_room_ready(edge_loop *loop, const char *name, uint64_t last_seq)
+{
+    edge_room *r = rt_strmap_get(loop->rooms, name);
+    if (!r || r->ready)
+        return;
+    r->ready = true;
+    r->last_seq = last_seq;
+    for (uint32_t i = 0; i < r->n_members; i++) {
+        room_member_ref ref = r->members[i];
+        edge_member *mb = &ref.conn->rooms[ref.slot];
+        if (mb->active)
+            continue;
+        mb->active = true;
+        send_subscribed(ref.conn, mb->sub_id, r->name, last_seq, false, 0, "");
+    }
+    /* What arrived while the position was being looked up, past it. */
+    for (uint32_t k = 0; k < r->recent_count; k++) {
+        edge_msg *m = r->recent[(r->recent_start + k) % RECENT_MAX];
+        if (m->seq > r->last_seq) {
+            r->last_seq = m->seq;
+            room_deliver(loop, r, m);
+        }
+    }
+}
+
+/* ---- RPCs ---- */
+
+static void free_str_value(void *arg, const char *key, void *value);
+
+static uint64_t rpc_send(edge_conn *c, rpc_kind kind, const char *subject,
+                         const ProtobufCMessage *body, pending_rpc *template)
+{
+    edge_loop *loop = c->loop;
+    uint64_t id = ++loop->next_request_id;
+    size_t len = protobuf_c_message_get_packed_size(body);
+    uint8_t stack[1024], *buf = len <= sizeof(stack) ? stack : rt_malloc(len);
+
+    protobuf_c_message_pack(body, buf);
+    rt_status s = edge_hub_request(loop->hub, loop->index, id, subject, buf, len);
+    if (buf != stack)
+        free(buf);
+    if (s != RT_OK)
+        return 0;
+    pending_rpc *p = rt_malloc(sizeof(*p));
+    *p = *template;
+    p->conn_id = c->id;
+    p->kind = kind;
+    p->deadline_ns = rt_time_mono_ns() + (uint64_t)loop->cfg->rpc_timeout_ms * 1000000u;
+    rt_u64map_put(loop->pending, id, p);
+    return id;
+}
+
+static void send_verify(edge_conn *c, rpc_kind kind, const char *token, size_t token_len,
+                        const char *client_id)
+{
+    Unpuzzle__Rt__V1__VerifyRequest req = UNPUZZLE__RT__V1__VERIFY_REQUEST__INIT;
+    pending_rpc tmpl = {0};
+    char *copy = rt_strndup(token, token_len);
+
+    req.token = copy;
+    snprintf(tmpl.client_id, sizeof(tmpl.client_id), "%s", client_id);
+    uint64_t id = rpc_send(c, kind, "auth.v1.verify", &req.base, &tmpl);
+    memset(copy, 0, token_len); /* tokens do not linger in memory */
+    free(copy);
+    if (!id) {
+        conn_error(c, client_id, "internal", "authentication service unreachable; try again", NULL);
+        if (kind == RPC_VERIFY)
+            c->state = CONN_AWAIT_AUTH;
+        else
+            c->refreshing = false;
+    }
+}
+
+static void conn_timer(lws_sorted_usec_list_t *sul);
+
+static void arm_expiry(edge_conn *c)
+{
+    int64_t left_ms = c->expires_ms - rt_time_now_ms();
+    if (left_ms < 0)
+        left_ms = 0;
+    lws_sul_schedule(c->loop->ctx, 0, &c->sul, conn_timer, (lws_usec_t)left_ms * 1000);
+}
+
+static void on_verify_reply(edge_conn *c, const pending_rpc *p, natsMsg *reply)
+{
+    edge_loop *loop = c->loop;
+    Unpuzzle__Rt__V1__VerifyReply *r = unpuzzle__rt__v1__verify_reply__unpack(
+        NULL, (size_t)natsMsg_GetDataLength(reply), (const uint8_t *)natsMsg_GetData(reply));
+    bool refresh = p->kind == RPC_REFRESH;
+
+    if (refresh)
+        c->refreshing = false;
+    if (c->state == CONN_CLOSING) {
+        if (r)
+            unpuzzle__rt__v1__verify_reply__free_unpacked(r, NULL);
+        return;
+    }
+    if (!r || (!r->ok && (r->error == VERR(UNAVAILABLE) || r->error == VERR(INTERNAL)))) {
+        rt_counter_inc(loop->m->auth_failed[VERR(INTERNAL)]);
+        conn_error(c, p->client_id, "internal", "authentication unavailable; try again", NULL);
+        if (!refresh)
+            c->state = CONN_AWAIT_AUTH;
+    } else if (!r->ok) {
+        if ((size_t)r->error < 16)
+            rt_counter_inc(loop->m->auth_failed[r->error]);
+        conn_error(c, p->client_id, "unauthorized", r->message[0] ? r->message : "invalid token",
+                   NULL);
+        if (!refresh)
+            conn_close(c, 4401, "unauthorized");
+    } else if (refresh && strcmp(r->user_id, c->user_id) != 0) {
+        conn_error(c, p->client_id, "unauthorized", "refresh token is for another user", NULL);
+    } else {
+        int64_t exp_ms = r->expires_at ? r->expires_at->seconds * 1000 : 0;
+        rt_counter_inc(loop->m->auth_ok);
+        snprintf(c->user_id, sizeof(c->user_id), "%s", r->user_id);
+        c->role = (uint8_t)r->role;
+        c->expires_ms = exp_ms;
+        c->state = CONN_OPEN;
+        arm_expiry(c);
+        char conn_id[96];
+        size_t len = 0;
+        snprintf(conn_id, sizeof(conn_id), "%s-%llx", loop->cfg->edge_id,
+                 (unsigned long long)c->id);
+        conn_send_text(c, edge_render_auth_ok(&len, conn_id, c->user_id, r->role, exp_ms));
+    }
+    if (r)
+        unpuzzle__rt__v1__verify_reply__free_unpacked(r, NULL);
+}
+
+static void authz_cache_key(char *out, size_t size, const char *user, const char *room)
+{
+    snprintf(out, size, "%s\x1f%s", user, room);
+}
+
+static void on_authorize_reply(edge_conn *c, const pending_rpc *p, natsMsg *reply)
+{
+    edge_loop *loop = c->loop;
+    Unpuzzle__Rt__V1__AuthorizeReply *r = unpuzzle__rt__v1__authorize_reply__unpack(
+        NULL, (size_t)natsMsg_GetDataLength(reply), (const uint8_t *)natsMsg_GetData(reply));
+
+    c->pending_subs--;
+    if (c->state != CONN_OPEN) {
+        if (r)
+            unpuzzle__rt__v1__authorize_reply__free_unpacked(r, NULL);
+        return;
+    }
+    if (!r || (!r->allowed && (r->reason == DENY(UNAVAILABLE) || r->reason == DENY(INTERNAL)))) {
+        rt_counter_inc(loop->m->authorize_denied[DENY(UNAVAILABLE)]);
+        conn_error(c, p->client_id, "internal", "authorization unavailable; try again", p->room);
+    } else if (!r->allowed) {
+        if ((size_t)r->reason < 8)
+            rt_counter_inc(loop->m->authorize_denied[r->reason]);
+        conn_error(c, p->client_id, "forbidden", "you may not join this room", p->room);
+    } else {
+        rt_counter_inc(loop->m->authorize_allowed);
+        if (loop->cfg->authz_cache_ttl_ms > 0) {
+            char key[RT_ID_MAX + RT_ROOM_NAME_MAX + 2];
+            authz_cache_key(key, sizeof(key), c->user_id, p->room);
+            if (rt_strmap_count(loop->authz_cache) >= AUTHZ_CACHE_MAX) {
+                /* Bounded: start over rather than grow (it only costs RPCs). */
+                rt_strmap_each(loop->authz_cache, free_str_value, NULL);
+                rt_strmap_destroy(loop->authz_cache);
+                loop->authz_cache = rt_strmap_create();
+            }
+            uint64_t *exp = rt_malloc(sizeof(*exp));
+            *exp = rt_time_mono_ns() + (uint64_t)loop->cfg->authz_cache_ttl_ms * 1000000u;
+            free(rt_strmap_put(loop->authz_cache, key, exp));
+        }
+        if (conn_find_room(c, p->room) < 0)
+            conn_join(c, p);
+    }
+    if (r)
+        unpuzzle__rt__v1__authorize_reply__free_unpacked(r, NULL);
+}
+
+static void on_rpc_reply(edge_loop *loop, uint64_t request_id, natsMsg *reply)
+{
+    pending_rpc *p = rt_u64map_remove(loop->pending, request_id);
+    if (!p)
+        return; /* timed out already */
+    edge_conn *c = rt_u64map_get(loop->conns, p->conn_id);
+    if (c) {
+        if (p->kind == RPC_AUTHORIZE)
+            on_authorize_reply(c, p, reply);
+        else
+            on_verify_reply(c, p, reply);
+    }
+    free(p);
+}
+
+typedef struct expired_list {
+    uint64_t *ids;
+    size_t n, cap;
+    uint64_t now;
+} expired_list;
+
+static void collect_expired(void *arg, uint64_t key, void *value)
+{
+    expired_list *l = arg;
+    pending_rpc *p = value;
+    if (p->deadline_ns > l->now)
+        return;
+    if (l->n == l->cap) {
+        l->cap = l->cap ? l->cap * 2 : 16;
+        l->ids = rt_realloc(l->ids, l->cap * sizeof(uint64_t));
+    }
+    l->ids[l->n++] = key;
+}
+
+static void expire_rpcs(edge_loop *loop)
+{
+    expired_list l = {.now = rt_time_mono_ns()};
+    rt_u64map_each(loop->pending, collect_expired, &l);
+    for (size_t i = 0; i < l.n; i++) {
+        pending_rpc *p = rt_u64map_remove(loop->pending, l.ids[i]);
+        edge_conn *c = rt_u64map_get(loop->conns, p->conn_id);
+        rt_counter_inc(loop->m->rpc_timeouts);
+        if (c && c->state != CONN_CLOSING) {
+            if (p->kind == RPC_AUTHORIZE) {
+                c->pending_subs--;
+                conn_error(c, p->client_id, "internal",
+                           "authorization did not answer in time; try again", p->room);
+            } else {
+                conn_error(c, p->client_id, "internal",
+                           "authentication did not answer in time; try again", NULL);
+                if (p->kind == RPC_VERIFY)
+                    c->state = CONN_AWAIT_AUTH;
+                else
+                    c->refreshing = false;
+            }
+        }
+        free(p);
+    }
+    free(l.ids);
+}
+
+/* ---- browser frames ---- */
+
+static void handle_subscribe(edge_conn *c, edge_in_frame *f)
+{
+    edge_loop *loop = c->loop;
+    int slot = conn_find_room(c, f->room_name);
+
+    if (slot >= 0) {
+        edge_member *mb = &c->rooms[slot];
+        if (!mb->active) {
+            conn_error(c, f->id, "bad_request", "subscription already in progress", f->room_name);
+            return;
+        }
+        send_subscribed(c, f->id, f->room_name, mb->room->last_seq, f->has_since, f->since_seq,
+                        f->since_epoch);
+        return;
+    }
+    if (c->n_rooms + c->pending_subs >= loop->cfg->max_rooms_per_conn) {
+        conn_error(c, f->id, "too_many_rooms", "room limit per connection reached", f->room_name);
+        return;
+    }
+    pending_rpc req = {0};
+    snprintf(req.client_id, sizeof(req.client_id), "%s", f->id);
+    snprintf(req.room, sizeof(req.room), "%s", f->room_name);
+    req.has_since = f->has_since;
+    req.since_seq = f->since_seq;
+    snprintf(req.since_epoch, sizeof(req.since_epoch), "%s", f->since_epoch);
+
+    char key[RT_ID_MAX + RT_ROOM_NAME_MAX + 2];
+    authz_cache_key(key, sizeof(key), c->user_id, f->room_name);
+    uint64_t *exp = rt_strmap_get(loop->authz_cache, key);
+    if (exp && *exp > rt_time_mono_ns()) {
+        rt_counter_inc(loop->m->authz_cache_hits);
+        conn_join(c, &req);
+        return;
+    }
+    Unpuzzle__Rt__V1__AuthorizeRequest ar = UNPUZZLE__RT__V1__AUTHORIZE_REQUEST__INIT;
+    ar.user_id = c->user_id;
+    ar.role = c->role;
+    ar.room = f->room_name;
+    if (!rpc_send(c, RPC_AUTHORIZE, "auth.v1.authorize", &ar.base, &req)) {
+        conn_error(c, f->id, "internal", "authorization service unreachable; try again",
+                   f->room_name);
+        return;
+    }
+    c->pending_subs++;
+}
+
+static void handle_frame(edge_conn *c, const char *data, size_t len)
+{
+    edge_loop *loop = c->loop;
+    edge_in_frame f;
+    char why[160];
+    uint64_t now = rt_time_mono_ns();
+
+    rt_counter_inc(loop->m->browser_frames_in);
+    rt_counter_add(loop->m->browser_bytes_in, len);
+    if (!edge_bucket_take(&c->bucket, (float)loop->cfg->rate_per_sec, (float)loop->cfg->rate_burst,
+                          now)) {
+        rt_counter_inc(loop->m->rate_limited);
+        conn_error(c, NULL, "rate_limited", "too many frames; slow down", NULL);
+        if (edge_strikes_add(&c->rate_strikes, RATE_STRIKES_MAX, RATE_STRIKES_WINDOW_MS, now))
+            conn_close(c, 4429, "rate limit exceeded");
+        return;
+    }
+    if (edge_frame_parse(&f, data, len, why, sizeof(why)) != RT_OK) {
+        rt_counter_inc(loop->m->bad_frames);
+        conn_error(c, f.id, "bad_request", why, NULL);
+        edge_frame_release(&f);
+        if (edge_strikes_add(&c->bad_strikes, (uint16_t)loop->cfg->max_bad_frames, 60000, now))
+            conn_close(c, 1008, "too many bad frames");
+        return;
+    }
+    if (c->state != CONN_OPEN && f.type != EDGE_IN_AUTH) {
+        conn_error(c, f.id, "unauthorized", "authenticate first", NULL);
+        edge_frame_release(&f);
+        return;
+    }
+    switch (f.type) {
+    case EDGE_IN_AUTH:
+        if (c->state == CONN_AUTHENTICATING)
+            conn_error(c, f.id, "bad_request", "authentication already in progress", NULL);
+        else if (c->state == CONN_OPEN)
+            conn_error(c, f.id, "bad_request", "already authenticated; use refresh", NULL);
+        else {
+            c->state = CONN_AUTHENTICATING;
+            send_verify(c, RPC_VERIFY, f.token, f.token_len, f.id);
+        }
+        break;
+    case EDGE_IN_REFRESH:
+        if (c->refreshing) {
+            conn_error(c, f.id, "bad_request", "refresh already in progress", NULL);
+        } else {
+            c->refreshing = true;
+            send_verify(c, RPC_REFRESH, f.token, f.token_len, f.id);
+        }
+        break;
+    case EDGE_IN_SUBSCRIBE:
+        handle_subscribe(c, &f);
+        break;
+    case EDGE_IN_UNSUBSCRIBE: {
+        int slot = conn_find_room(c, f.room_name);
+        if (slot < 0) {
+            conn_error(c, f.id, "not_found", "not subscribed to this room", f.room_name);
+        } else {
+            size_t rlen = 0;
+            conn_leave_slot(c, (uint16_t)slot);
+            conn_send_text(c, edge_render_unsubscribed(&rlen, f.id, f.room_name));
+        }
+        break;
+    }
+    case EDGE_IN_PING: {
+        size_t plen = 0;
+        conn_send_text(c, edge_render_pong(&plen, f.id, rt_time_now_ms()));
+        break;
+    }
+    case EDGE_IN_ACTION:
+        conn_error(c, f.id, "bad_request", "actions are not accepted by this edge version", NULL);
+        break;
+    }
+    edge_frame_release(&f);
+}
+
+/* Auth deadline before auth_ok; token expiry after. */
+static void conn_timer(lws_sorted_usec_list_t *sul)
+{
+    edge_conn *c = lws_container_of(sul, edge_conn, sul);
+    if (c->state == CONN_AWAIT_AUTH || c->state == CONN_AUTHENTICATING) {
+        conn_close(c, 4408, "no auth frame in time");
+    } else if (c->state == CONN_OPEN) {
+        if (rt_time_now_ms() < c->expires_ms) {
+            arm_expiry(c);
+            return;
+        }
+        conn_error(c, NULL, "token_expired", "token expired; reconnect with a fresh token", NULL);
+        conn_close(c, 4401, "token expired");
+    }
+}
+
+/* ---- connection lifecycle ---- */
+
+static void conn_established(edge_loop *loop, edge_conn *c, struct lws *wsi)
+{
+    memset(c, 0, sizeof(*c));
+    c->wsi = wsi;
+    c->loop = loop;
+    c->id = ((uint64_t)loop->index << 48) | ++loop->next_conn_id;
+    c->state = CONN_AWAIT_AUTH;
+    c->counted = true;
+    edge_bucket_init(&c->bucket, (float)loop->cfg->rate_burst, rt_time_mono_ns());
+    rt_u64map_put(loop->conns, c->id, c);
+    atomic_fetch_add(&loop->n_conns, 1);
+    rt_gauge_add(loop->m->connections, 1);
+    rt_counter_inc(loop->m->connections_total);
+    lws_sul_schedule(loop->ctx, 0, &c->sul, conn_timer,
+                     (lws_usec_t)loop->cfg->auth_timeout_ms * 1000);
+    if (loop->draining)
+        conn_close(c, 1012, "server restarting; reconnect");
+}
+
+static void conn_closed(edge_loop *loop, edge_conn *c)
+{
+    if (!c->counted)
+        return;
+    int code = c->close_code ? c->close_code : c->peer_close_code ? c->peer_close_code : 1006;
+    rt_counter_inc(edge_metrics_close(loop->m, code));
+    lws_sul_cancel(&c->sul);
+    for (uint16_t i = 0; i < c->cap_rooms; i++)
+        if (c->rooms[i].room)
+            conn_leave_slot(c, i);
+    free(c->rooms);
+    queue_clear(c);
+    free(c->rx);
+    rt_u64map_remove(loop->conns, c->id);
+    atomic_fetch_sub(&loop->n_conns, 1);
+    rt_gauge_add(loop->m->connections, -1);
+    c->counted = false;
+}
+
+static void conn_receive(edge_conn *c, const char *in, size_t len)
+{
+    edge_loop *loop = c->loop;
+    struct lws *wsi = c->wsi;
+    bool first = lws_is_first_fragment(wsi);
+    bool last = lws_is_final_fragment(wsi) && !lws_remaining_packet_payload(wsi);
+
+    if (c->state == CONN_CLOSING)
+        return;
+    if (lws_frame_is_binary(wsi)) {
+        if (last) {
+            conn_error(c, NULL, "bad_request", "binary frames are not accepted", NULL);
+            rt_counter_inc(loop->m->bad_frames);
+            if (edge_strikes_add(&c->bad_strikes, (uint16_t)loop->cfg->max_bad_frames, 60000,
+                                 rt_time_mono_ns()))
+                conn_close(c, 1008, "too many bad frames");
+        }
+        return;
+    }
+    if (first)
+        c->rx_len = 0;
+    if (c->rx_len + len > (size_t)loop->cfg->max_message_bytes) {
+        conn_close(c, 1009, "message too big");
+        return;
+    }
+    if (first && last) { /* the common case: no copy */
+        handle_frame(c, in, len);
+        return;
+    }
+    if (c->rx_len + len > c->rx_cap) {
+        c->rx_cap = c->rx_len + len + 1024;
+        c->rx = rt_realloc(c->rx, c->rx_cap);
+    }
+    memcpy(c->rx + c->rx_len, in, len);
+    c->rx_len += len;
+    if (last) {
+        handle_frame(c, c->rx, c->rx_len);
+        /* Idle connections keep no reassembly buffer. */
+        free(c->rx);
+        c->rx = NULL;
+        c->rx_len = c->rx_cap = 0;
+    }
+}
+
+/* ---- upgrade checks ---- */
+
+static bool origin_allowed(const edge_config *cfg, const char *origin)
+{
+    if (!origin || !*origin)
+        return true; /* not a browser: Origin protects browsers only */
+    if (strcmp(cfg->allowed_origins, "*") == 0)
+        return true;
+    size_t n = strlen(origin);
+    for (const char *p = cfg->allowed_origins; *p;) {
+        while (*p == ' ' || *p == ',')
+            p++;
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        while (len && p[len - 1] == ' ')
+            len--;
+        if (len == n && strncmp(p, origin, n) == 0)
+            return true;
+        p += len;
+    }
+    return false;
+}
+
+static int filter_upgrade(edge_loop *loop, struct lws *wsi)
+{
+    char uri[64] = "", origin[256] = "";
+    lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI);
+    if (lws_hdr_total_length(wsi, WSI_TOKEN_ORIGIN) > 0)
+        lws_hdr_copy(wsi, origin, sizeof(origin), WSI_TOKEN_ORIGIN);
+    if (strcmp(uri, "/ws") != 0) {
+        lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, "WebSocket endpoint is /ws");
+        return -1;
+    }
+    if (loop->draining) {
+        lws_return_http_status(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, "draining");
+        return -1;
+    }
+    if (!origin_allowed(loop->cfg, origin)) {
+        lws_return_http_status(wsi, HTTP_STATUS_FORBIDDEN, "origin not allowed");
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- inbox, tick, drain (loop thread) ---- */
+
+typedef struct stale_walk {
+    char **victims;
+    size_t n;
+    const char *user; /* "" = every lesson room */
+    size_t user_len;
+} stale_walk;
+
+static void collect_stale(void *arg, const char *key, void *value)
+{
+    stale_walk *w = arg;
+    (void)value;
+    bool match = w->user_len ? strncmp(key, w->user, w->user_len) == 0 && key[w->user_len] == '\x1f'
+                             : strstr(key, "\x1flesson:") != NULL;
+    if (match)
+        w->victims[w->n++] = rt_strdup(key);
+}
+
+/* Drops cached room decisions of a user (enrollment changed) or of every
+ * lesson room (a lesson moved or was deleted). */
+static void invalidate(edge_loop *loop, const char *user_id)
+{
+    size_t n = rt_strmap_count(loop->authz_cache);
+    if (!n)
+        return;
+    stale_walk w = {
+        .victims = rt_calloc(n, sizeof(char *)), .user = user_id, .user_len = strlen(user_id)};
+    rt_strmap_each(loop->authz_cache, collect_stale, &w);
+    for (size_t i = 0; i < w.n; i++) {
+        free(rt_strmap_remove(loop->authz_cache, w.victims[i]));
+        free(w.victims[i]);
+    }
+    free(w.victims);
+}
+
+static void drain_step(edge_loop *loop)
+{
+    uint64_t elapsed = rt_time_mono_ns() - loop->drain_start_ns;
+    size_t due = loop->drain_total;
+    /* Spread the closes over the drain window so clients do not all
+     * reconnect (to the other instances) in the same millisecond. */
+    if (loop->drain_ms && elapsed < loop->drain_ms * 1000000u)
+        due =
+            (size_t)((double)loop->drain_total * (double)elapsed / ((double)loop->drain_ms * 1e6));
+    while (loop->drain_done < due) {
+        edge_conn *c = rt_u64map_get(loop->conns, loop->drain_ids[loop->drain_done++]);
+        if (c)
+            conn_close(c, 1012, "server restarting; reconnect with since");
+    }
+}
+
+typedef struct id_walk {
+    uint64_t *ids;
+    size_t n;
+} id_walk;
+
+static void collect_id(void *arg, uint64_t key, void *value)
+{
+    id_walk *w = arg;
+    (void)value;
+    w->ids[w->n++] = key;
+}
+
+static void start_drain(edge_loop *loop, uint64_t drain_ms)
+{
+    if (loop->draining)
+        return;
+    loop->draining = true;
+    loop->drain_ms = drain_ms;
+    loop->drain_start_ns = rt_time_mono_ns();
+    id_walk w = {.ids = rt_calloc(rt_u64map_count(loop->conns) + 1, sizeof(uint64_t))};
+    rt_u64map_each(loop->conns, collect_id, &w);
+    loop->drain_ids = w.ids;
+    loop->drain_total = w.n;
+    loop->drain_done = 0;
+    drain_step(loop);
+}
+
+static void handle_inbox(edge_loop *loop)
+{
+    pthread_mutex_lock(&loop->inbox_lock);
+    loop_event *events = loop->inbox;
+    size_t n = loop->inbox_len;
+    /* Swap buffers so posters never wait for our processing. */
+    loop->inbox = loop->inbox_spare;
+    loop->inbox_cap = loop->spare_cap;
+    loop->inbox_len = 0;
+    loop->inbox_spare = events;
+    loop->spare_cap = n > loop->spare_cap ? n : loop->spare_cap;
+    pthread_mutex_unlock(&loop->inbox_lock);
+
+    for (size_t i = 0; i < n; i++) {
+        loop_event *ev = &events[i];
+        switch (ev->type) {
+        case EV_ROOM_MSG:
+            on_room_message(loop, ev->key, ev->msg);
+            edge_msg_unref(ev->msg);
+            break;
+        case EV_ROOM_READY:
+            on_room_ready(loop, ev->key, ev->value);
+            break;
+        case EV_RPC_REPLY:
+            on_rpc_reply(loop, ev->value, ev->reply);
+            natsMsg_Destroy(ev->reply);
+            break;
+        case EV_INVALIDATE:
+            invalidate(loop, ev->key);
+            break;
+        case EV_DRAIN:
+            start_drain(loop, ev->value);
+            break;
+        }
+    }
+}
+
+static void loop_tick(lws_sorted_usec_list_t *sul)
+{
+    edge_loop *loop = lws_container_of(sul, edge_loop, sul_tick);
+    expire_rpcs(loop);
+    if (loop->draining)
+        drain_step(loop);
+    lws_sul_schedule(loop->ctx, 0, &loop->sul_tick, loop_tick, TICK_US);
+}
+
+/* ---- the protocol callback ---- */
+
+static int edge_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                         size_t len)
+{
+    edge_session *s = user;
+    edge_loop *loop = lws_context_user(lws_get_context(wsi));
+
+    switch (reason) {
+    case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
+        if (loop)
+            handle_inbox(loop);
+        return 0;
+    case LWS_CALLBACK_HTTP:
+        if (!s)
+            return -1;
+        s->is_ws = false;
+        return rt_admin_http_begin(wsi, &s->http, in, loop->registry, loop->ready, loop->ready_arg);
+    case LWS_CALLBACK_HTTP_WRITEABLE:
+        return s && !s->is_ws ? rt_admin_http_writeable(wsi, &s->http) : 0;
+    case LWS_CALLBACK_HTTP_BODY:
+    case LWS_CALLBACK_HTTP_BODY_COMPLETION:
+        return 0;
+    case LWS_CALLBACK_CLOSED_HTTP:
+        if (s && !s->is_ws)
+            rt_admin_http_reset(&s->http);
+        return 0;
+    case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+        return filter_upgrade(loop, wsi);
+    case LWS_CALLBACK_ESTABLISHED:
+        if (s) {
+            /* The session was used for the HTTP upgrade request: start clean. */
+            rt_admin_http_reset(&s->http);
+            s->is_ws = true;
+            conn_established(loop, &s->conn, wsi);
+        }
+        return 0;
+    case LWS_CALLBACK_RECEIVE:
+        if (s && s->is_ws)
+            conn_receive(&s->conn, in, len);
+        return 0;
+    case LWS_CALLBACK_SERVER_WRITEABLE:
+        return s && s->is_ws ? conn_writeable(loop, &s->conn) : 0;
+    case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+        if (s && s->is_ws && len >= 2) {
+            const unsigned char *b = in;
+            s->conn.peer_close_code = (uint16_t)((b[0] << 8) | b[1]);
+        }
+        return 0;
+    case LWS_CALLBACK_CLOSED:
+        if (s && s->is_ws)
+            conn_closed(loop, &s->conn);
+        return 0;
+    default:
+        break;
+    }
+    return lws_callback_http_dummy(wsi, reason, user, in, len);
+}
+
+/* ---- accepting ----
+ * lws 4.1 sets SO_REUSEPORT only on Windows, so each loop opens its own
+ * listening socket with SO_REUSEPORT (the kernel spreads connections over
+ * the loops), watches it as a raw descriptor, and hands every accepted
+ * socket to lws as a fresh HTTP connection (which may upgrade to /ws). */
+
+static int accept_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                           size_t len)
+{
+    edge_loop *loop = lws_context_user(lws_get_context(wsi));
+    (void)user;
+    (void)in;
+    (void)len;
+
+    if (reason != LWS_CALLBACK_RAW_RX_FILE)
+        return 0;
+    for (int i = 0; i < 256; i++) {
+        int fd = accept4(loop->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR && errno != ECONNABORTED)
+                rt_log_warn("accept failed", "{s:s}", "error", strerror(errno));
+            break;
+        }
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        lws_sock_file_fd_type desc = {.sockfd = fd};
+        int type = LWS_ADOPT_SOCKET | LWS_ADOPT_HTTP;
+        if (loop->cfg->tls_cert[0])
+            type |= LWS_ADOPT_ALLOW_SSL;
+        /* On failure lws closes the descriptor itself. */
+        lws_adopt_descriptor_vhost(loop->vhost, (lws_adoption_type)type, desc, NULL, NULL);
+    }
+    return 0;
+}
+
+static rt_status open_listener(int *out_fd, int *out_port, const char *bind_address, int port)
+{
+    struct sockaddr_storage ss;
+    socklen_t ss_len;
+    int one = 1, zero = 0;
+    int family = AF_INET6;
+
+    memset(&ss, 0, sizeof(ss));
+    if (bind_address && *bind_address) {
+        struct sockaddr_in *v4 = (struct sockaddr_in *)&ss;
+        struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&ss;
+        if (inet_pton(AF_INET, bind_address, &v4->sin_addr) == 1) {
+            family = AF_INET;
+        } else if (inet_pton(AF_INET6, bind_address, &v6->sin6_addr) != 1) {
+            return RT_ERR(RT_ERR_CONFIG, "WS_BIND: not an IP address");
+        }
+    }
+    int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0 && family == AF_INET6 && !(bind_address && *bind_address)) {
+        family = AF_INET; /* no IPv6 on this host */
+        fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    }
+    if (fd < 0)
+        return RT_ERR(RT_ERR_IO, "socket: %s", strerror(errno));
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+    if (family == AF_INET6) {
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
+        struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&ss;
+        v6->sin6_family = AF_INET6;
+        v6->sin6_port = htons((uint16_t)port);
+        ss_len = sizeof(*v6);
+    } else {
+        struct sockaddr_in *v4 = (struct sockaddr_in *)&ss;
+        v4->sin_family = AF_INET;
+        v4->sin_port = htons((uint16_t)port);
+        ss_len = sizeof(*v4);
+    }
+    if (bind(fd, (struct sockaddr *)&ss, ss_len) != 0 || listen(fd, 4096) != 0) {
+        int err = errno;
+        close(fd);
+        return RT_ERR(RT_ERR_IO, "cannot listen on port %d: %s", port, strerror(err));
+    }
+    ss_len = sizeof(ss);
+    getsockname(fd, (struct sockaddr *)&ss, &ss_len);
+    *out_port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                               : ((struct sockaddr_in *)&ss)->sin_port);
+    *out_fd = fd;
+    return RT_OK;
+}
+
+/* ---- thread and lifecycle ---- */
+
+static void *loop_main(void *arg)
+{
+    edge_loop *loop = arg;
+    while (!atomic_load(&loop->stop)) {
+        if (lws_service(loop->ctx, 0) < 0)
+            break;
+    }
+    return NULL;
+}
+
+rt_status edge_loop_start(edge_loop **out, const edge_loop_options *o)
+{
+    edge_loop *loop = rt_calloc(1, sizeof(*loop));
+    const edge_config *cfg = o->config;
+
+    loop->index = o->index;
+    loop->cfg = cfg;
+    loop->hub = o->hub;
+    loop->m = o->metrics;
+    loop->registry = o->registry;
+    loop->ready = o->ready;
+    loop->ready_arg = o->ready_arg;
+    pthread_mutex_init(&loop->inbox_lock, NULL);
+    loop->rooms = rt_strmap_create();
+    loop->conns = rt_u64map_create();
+    loop->pending = rt_u64map_create();
+    loop->authz_cache = rt_strmap_create();
+
+    loop->protocols[0] = (struct lws_protocols){
+        .name = "unpuzzle.v1",
+        .callback = edge_callback,
+        .per_session_data_size = sizeof(edge_session),
+        /* Small per-connection receive buffer: idle memory matters more
+         * than big frames, which are reassembled on demand. */
+        .rx_buffer_size = 2048,
+    };
+    loop->protocols[1] = (struct lws_protocols){
+        .name = "edge-accept",
+        .callback = accept_callback,
+    };
+    loop->extensions[0] = (struct lws_extension){
+        "permessage-deflate", lws_extension_callback_pm_deflate,
+        "permessage-deflate; client_no_context_takeover; client_max_window_bits"};
+    loop->retry = (lws_retry_bo_t){
+        .secs_since_valid_ping = (uint16_t)((cfg->ping_interval_ms + 999) / 1000),
+        .secs_since_valid_hangup = (uint16_t)(2 * ((cfg->ping_interval_ms + 999) / 1000)),
+    };
+
+    loop->listen_fd = -1;
+    rt_status ls = open_listener(&loop->listen_fd, &loop->port, cfg->bind_address, o->port);
+    if (ls != RT_OK) {
+        edge_loop_stop(loop);
+        return ls;
+    }
+    struct lws_context_creation_info *info = &loop->info;
+    info->port = CONTEXT_PORT_NO_LISTEN_SERVER;
+    info->protocols = loop->protocols;
+    info->extensions = loop->extensions;
+    info->retry_and_idle_policy = &loop->retry;
+    info->user = loop;
+    info->options = LWS_SERVER_OPTION_VALIDATE_UTF8 |
+                    LWS_SERVER_OPTION_HTTP_HEADERS_SECURITY_BEST_PRACTICES_ENFORCE;
+    info->timeout_secs = 10;
+    if (cfg->tls_cert[0]) {
+        info->options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+        info->ssl_cert_filepath = cfg->tls_cert;
+        info->ssl_private_key_filepath = cfg->tls_key;
+    }
+    loop->ctx = lws_create_context(info);
+    loop->vhost = loop->ctx ? lws_get_vhost_by_name(loop->ctx, "default") : NULL;
+    if (!loop->vhost) {
+        edge_loop_stop(loop);
+        return RT_ERR(RT_ERR_IO, "cannot create the WebSocket server (loop %d)", o->index);
+    }
+    lws_sock_file_fd_type desc = {.filefd = loop->listen_fd};
+    if (!lws_adopt_descriptor_vhost(loop->vhost, LWS_ADOPT_RAW_FILE_DESC, desc, "edge-accept",
+                                    NULL)) {
+        loop->listen_fd = -1; /* lws closed it */
+        edge_loop_stop(loop);
+        return RT_ERR(RT_ERR_IO, "cannot watch the listening socket (loop %d)", o->index);
+    }
+    lws_sul_schedule(loop->ctx, 0, &loop->sul_tick, loop_tick, TICK_US);
+    if (pthread_create(&loop->thread, NULL, loop_main, loop) != 0) {
+        edge_loop_stop(loop);
+        return RT_ERR(RT_ERR_INTERNAL, "pthread_create failed");
+    }
+    loop->thread_started = true;
+    *out = loop;
+    return RT_OK;
+}
+
+static void free_room_entry(void *arg, const char *key, void *value)
+{
+    edge_room *r = value;
+    (void)arg;
+    (void)key;
+    for (uint32_t i = 0; i < r->recent_count; i++)
+        edge_msg_unref(r->recent[(r->recent_start + i) % RECENT_MAX]);
+    free(r->members);
+    free(r);
+}
+
+static void free_value(void *arg, uint64_t key, void *value)
+{
+    (void)arg;
+    (void)key;
+    free(value);
+}
+
+static void free_str_value(void *arg, const char *key, void *value)
+{
+    (void)arg;
+    (void)key;
+    free(value);
+}
+
+void edge_loop_stop(edge_loop *loop)
+{
+    if (!loop)
+        return;
+    atomic_store(&loop->stop, true);
+    if (loop->thread_started) {
+        lws_cancel_service(loop->ctx);
+        pthread_join(loop->thread, NULL);
+    }
+    /* Destroying the context closes every connection (CLOSED callbacks run
+     * here and release their rooms and queues). */
+    if (loop->ctx)
+        lws_context_destroy(loop->ctx); /* also closes the adopted listener */
+    else if (loop->listen_fd >= 0)
+        close(loop->listen_fd);
+    handle_inbox(loop); /* release what was still queued */
+    rt_strmap_each(loop->rooms, free_room_entry, NULL);
+    rt_strmap_destroy(loop->rooms);
+    rt_u64map_destroy(loop->conns);
+    rt_u64map_each(loop->pending, free_value, NULL);
+    rt_u64map_destroy(loop->pending);
+    rt_strmap_each(loop->authz_cache, free_str_value, NULL);
+    rt_strmap_destroy(loop->authz_cache);
+    free(loop->inbox);
+    free(loop->inbox_spare);
+    free(loop->scratch);
+    free(loop->drain_ids);
+    pthread_mutex_destroy(&loop->inbox_lock);
+    free(loop);
+}

@@ -1,0 +1,107 @@
+#include "edge_metrics.h"
+
+#include <stdio.h>
+
+#include "rt_proto.h"
+
+static const int close_codes[EDGE_CLOSE_CODES] = {1000, 1001, 1006, 1007, 1008, 1009,
+                                                  1012, 1013, 4401, 4408, 4429};
+
+static const char *verify_error_names[16] = {"ok",
+                                             "malformed",
+                                             "too_large",
+                                             "expired",
+                                             "not_yet_valid",
+                                             "issued_in_future",
+                                             "bad_signature",
+                                             "wrong_audience",
+                                             "wrong_issuer",
+                                             "algorithm_not_allowed",
+                                             "unknown_key",
+                                             "missing_subject",
+                                             "missing_expiry",
+                                             "internal",
+                                             "unavailable",
+                                             "timeout"};
+
+static const char *deny_names[8] = {"allowed",        "bad_room",    "not_member", "not_owner",
+                                    "unknown_lesson", "unavailable", "internal",   "timeout"};
+
+void edge_metrics_register(edge_metrics *m, rt_metrics *r)
+{
+    char labels[64];
+
+    m->connections =
+        rt_metrics_gauge(r, "unpuzzle_edge_connections", "Open WebSocket connections.", NULL);
+    m->connections_total = rt_metrics_counter(r, "unpuzzle_edge_connections_total",
+                                              "WebSocket connections accepted.", NULL);
+    for (int i = 0; i <= EDGE_CLOSE_CODES; i++) {
+        if (i < EDGE_CLOSE_CODES)
+            snprintf(labels, sizeof(labels), "code=\"%d\"", close_codes[i]);
+        else
+            snprintf(labels, sizeof(labels), "code=\"other\"");
+        m->closes[i] = rt_metrics_counter(r, "unpuzzle_edge_closes_total",
+                                          "Closed connections by close code.", labels);
+    }
+    m->rooms = rt_metrics_gauge(r, "unpuzzle_edge_rooms", "Rooms with members on this edge.", NULL);
+    m->nats_subscriptions = rt_metrics_gauge(r, "unpuzzle_edge_nats_subscriptions",
+                                             "Room subscriptions held on NATS.", NULL);
+    m->nats_messages_in = rt_metrics_counter(r, "unpuzzle_edge_messages_in_total",
+                                             "Messages received.", "source=\"nats\"");
+    m->browser_frames_in = rt_metrics_counter(r, "unpuzzle_edge_messages_in_total",
+                                              "Messages received.", "source=\"browser\"");
+    m->browser_bytes_in = rt_metrics_counter(r, "unpuzzle_edge_bytes_in_total",
+                                             "Bytes received from browsers.", NULL);
+    m->deliveries = rt_metrics_counter(r, "unpuzzle_edge_deliveries_total",
+                                       "Room messages written to browsers.", NULL);
+    m->frames_out =
+        rt_metrics_counter(r, "unpuzzle_edge_frames_out_total",
+                           "WebSocket frames written (each may carry several messages).", NULL);
+    m->bytes_out = rt_metrics_counter(r, "unpuzzle_edge_bytes_out_total",
+                                      "Payload bytes written to browsers.", NULL);
+    m->slow_consumers = rt_metrics_counter(r, "unpuzzle_edge_queue_drops_total",
+                                           "Connections closed 1013 for a full send queue.", NULL);
+    m->dropped_duplicate =
+        rt_metrics_counter(r, "unpuzzle_edge_room_messages_dropped_total",
+                           "Room messages not delivered, by reason.", "reason=\"duplicate\"");
+    m->dropped_unready =
+        rt_metrics_counter(r, "unpuzzle_edge_room_messages_dropped_total",
+                           "Room messages not delivered, by reason.", "reason=\"room_not_ready\"");
+    m->auth_ok = rt_metrics_counter(r, "unpuzzle_edge_auth_total", "Token checks by result.",
+                                    "result=\"ok\"");
+    for (int i = 1; i < 16; i++) {
+        snprintf(labels, sizeof(labels), "result=\"%s\"", verify_error_names[i]);
+        m->auth_failed[i] =
+            rt_metrics_counter(r, "unpuzzle_edge_auth_total", "Token checks by result.", labels);
+    }
+    m->auth_failed[0] = m->auth_failed[UNPUZZLE__RT__V1__VERIFY_ERROR__VERIFY_ERROR_INTERNAL];
+    m->authorize_allowed =
+        rt_metrics_counter(r, "unpuzzle_edge_authorize_total", "Room access decisions by result.",
+                           "result=\"allowed\"");
+    for (int i = 1; i < 8; i++) {
+        snprintf(labels, sizeof(labels), "result=\"%s\"", deny_names[i]);
+        m->authorize_denied[i] = rt_metrics_counter(r, "unpuzzle_edge_authorize_total",
+                                                    "Room access decisions by result.", labels);
+    }
+    m->authorize_denied[0] = m->authorize_denied[6];
+    m->authz_cache_hits = rt_metrics_counter(r, "unpuzzle_edge_authz_cache_hits_total",
+                                             "Room decisions answered from the cache.", NULL);
+    m->rpc_timeouts = rt_metrics_counter(r, "unpuzzle_edge_rpc_timeouts_total",
+                                         "auth requests that got no answer in time.", NULL);
+    m->rate_limited = rt_metrics_counter(r, "unpuzzle_edge_rate_limited_total",
+                                         "Browser frames refused by the rate limit.", NULL);
+    m->bad_frames = rt_metrics_counter(r, "unpuzzle_edge_bad_frames_total",
+                                       "Browser frames refused as malformed or invalid.", NULL);
+    m->fanout_seconds = rt_metrics_histogram(
+        r, "unpuzzle_edge_fanout_latency_seconds",
+        "Time from a room message's arrival from NATS to its write to a socket.", NULL,
+        rt_metrics_latency_buckets, rt_metrics_latency_buckets_count);
+}
+
+rt_counter *edge_metrics_close(edge_metrics *m, int code)
+{
+    for (int i = 0; i < EDGE_CLOSE_CODES; i++)
+        if (close_codes[i] == code)
+            return m->closes[i];
+    return m->closes[EDGE_CLOSE_CODES];
+}
