@@ -268,6 +268,11 @@ static void lws_log_emit(int level, const char *line)
                  text);
 }
 
+void rt_admin_route_lws_logs(void)
+{
+    lws_set_log_level(LLL_ERR, lws_log_emit);
+}
+
 static void *admin_thread(void *arg)
 {
     rt_admin *admin = arg;
@@ -324,7 +329,7 @@ rt_status rt_admin_start(rt_admin **out, const rt_admin_options *options)
     /* protocols[1] is the zeroed terminator. */
 
     /* Process-wide: lws only reports errors, and through rt_log. */
-    lws_set_log_level(LLL_ERR, lws_log_emit);
+    rt_admin_route_lws_logs();
 
     memset(&info, 0, sizeof(info));
     info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS;

@@ -70,6 +70,10 @@ int rt_admin_http_begin(struct lws *wsi, rt_admin_http *req, const char *in, rt_
 int rt_admin_http_writeable(struct lws *wsi, rt_admin_http *req);
 void rt_admin_http_reset(rt_admin_http *req);
 
+/* Sends libwebsockets' own log lines (errors only) through rt_log as JSON.
+ * Process-wide; call before creating any lws context. */
+void rt_admin_route_lws_logs(void);
+
 /* Starts the server thread; returns once the port is listening. */
 rt_status rt_admin_start(rt_admin **out, const rt_admin_options *options);
 /* The bound port (useful when options->port was 0). */

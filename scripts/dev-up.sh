@@ -7,7 +7,8 @@
 #   scripts/dev-up.sh
 #
 # Ports (override with the variables): NATS 4222 (DEV_NATS_PORT), NATS
-# monitoring 8222, PostgreSQL 5433 (DEV_PG_PORT), auth admin 9101.
+# monitoring 8222, PostgreSQL 5433 (DEV_PG_PORT), auth admin 9101,
+# ws-edge 8080 (DEV_WS_PORT; /ws and its /healthz /readyz /metrics).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -18,6 +19,7 @@ scripts/build.sh
 DEV=$ROOT/.dev
 NATS_PORT=${DEV_NATS_PORT:-4222}
 PG_PORT=${DEV_PG_PORT:-5433}
+WS_PORT=${DEV_WS_PORT:-8080}
 # Development-only secret: production reads SUPABASE_JWT_SECRET from a Secret.
 export SUPABASE_JWT_SECRET=${SUPABASE_JWT_SECRET:-dev-only-secret-change-me-0123456789abcdef}
 export NATS_URL=nats://127.0.0.1:$NATS_PORT
@@ -70,6 +72,11 @@ echo "demo data loaded (course demo-course, users demo-instructor, demo-student-
 # --- services ---
 ADMIN_PORT=9101 build/bin/auth &
 pids+=($!)
+# The demo pages are served from localhost; browsers elsewhere are refused.
+WS_PORT=$WS_PORT EDGE_ID=dev-edge \
+  WS_ALLOWED_ORIGINS=${WS_ALLOWED_ORIGINS:-http://localhost:3000,http://127.0.0.1:3000} \
+  build/bin/ws-edge &
+pids+=($!)
 
 cat <<INFO
 
@@ -77,7 +84,13 @@ Unpuzzle realtime is running (Ctrl-C stops everything):
   NATS          $NATS_URL   (monitoring http://127.0.0.1:8222)
   PostgreSQL    $DATABASE_URL
   auth          http://127.0.0.1:9101/healthz /readyz /metrics
-Try it:  build/bin/bench-auth --nats $NATS_URL --secret "\$SUPABASE_JWT_SECRET" --requests 1000
+  ws-edge       ws://127.0.0.1:$WS_PORT/ws   (and /healthz /readyz /metrics)
+Try it (in another shell, from $ROOT):
+  export SUPABASE_JWT_SECRET=$SUPABASE_JWT_SECRET
+  TOKEN=\$(build/bin/rtctl token demo-student-1)
+  build/bin/rtctl tail course:demo-course --token "\$TOKEN" --url ws://127.0.0.1:$WS_PORT/ws &
+  build/bin/rtctl publish course:demo-course confusion create \\
+    '{"confusionId":"c1","courseId":"demo-course","lessonId":"demo-lesson-1","userId":"demo-student-2","videoTimestampSec":42}'
 Logs of nats and postgres: .dev/log/
 INFO
 wait -n "${pids[@]}"

@@ -1096,13 +1096,13 @@ static void handle_inbox(edge_loop *loop)
 {
     pthread_mutex_lock(&loop->inbox_lock);
     loop_event *events = loop->inbox;
-    size_t n = loop->inbox_len;
+    size_t n = loop->inbox_len, events_cap = loop->inbox_cap;
     /* Swap buffers so posters never wait for our processing. */
     loop->inbox = loop->inbox_spare;
     loop->inbox_cap = loop->spare_cap;
     loop->inbox_len = 0;
     loop->inbox_spare = events;
-    loop->spare_cap = n > loop->spare_cap ? n : loop->spare_cap;
+    loop->spare_cap = events_cap;
     pthread_mutex_unlock(&loop->inbox_lock);
 
     for (size_t i = 0; i < n; i++) {

@@ -8,6 +8,7 @@
 
 #include "edge_config.h"
 #include "edge_service.h"
+#include "rt_admin.h"
 #include "rt_log.h"
 #include "rt_metrics.h"
 #include "rt_signal.h"
@@ -35,6 +36,7 @@ int main(int argc, char **argv)
     rt_config_log(&config, edge_config_vars, edge_config_var_count);
     if (rt_signal_install() != RT_OK || rt_metrics_create(&metrics) != RT_OK)
         goto out;
+    rt_admin_route_lws_logs();
     if (edge_service_start(&service, &config, metrics) != RT_OK) {
         rt_log_last_error("ws-edge failed to start");
         goto out;
