@@ -85,7 +85,9 @@ typedef struct edge_conn {
     size_t rx_len, rx_cap;
     edge_bucket bucket;
     edge_strikes rate_strikes, bad_strikes;
-    lws_sorted_usec_list_t sul; /* auth deadline, then token expiry */
+    int64_t last_rx_ms;  /* last frame or pong from the peer */
+    bool ping_pending;   /* a ping is to be written */
+    bool ping_sent;      /* a ping is out and unanswered */
 } edge_conn;
 
 typedef struct edge_session {
@@ -123,6 +125,21 @@ typedef struct pending_rpc {
     uint64_t since_seq;
     char since_epoch[EDGE_EPOCH_MAX + 1];
 } pending_rpc;
+
+typedef struct deadline {
+    int64_t at_ms;
+    uint64_t conn_id;
+} deadline;
+
+typedef struct deadline_fifo {
+    deadline *items;
+    size_t head, len, cap;
+} deadline_fifo;
+
+typedef struct deadline_heap {
+    deadline *items;
+    size_t len, cap;
+} deadline_heap;
 
 typedef enum ev_type {
     EV_ROOM_MSG = 1,
@@ -174,7 +191,13 @@ struct edge_loop {
     uint64_t drain_start_ns, drain_ms;
     uint64_t *drain_ids;
     size_t drain_total, drain_done;
-    lws_retry_bo_t retry;
+    /* Deadlines live in the loop, not in one lws timer per connection: lws
+     * 4.1 keeps timers in a sorted list, so 15,000 per-connection timers made
+     * every insertion O(n) and a connect storm quadratic. */
+    deadline_fifo auth_deadlines; /* constant timeout: FIFO order = deadline order */
+    deadline_heap expiries;       /* token expiries, min-heap */
+    unsigned tick_count;
+    lws_retry_bo_t no_validity; /* all zero: lws keeps no per-connection validity timer */
     struct lws_protocols protocols[3];
     struct lws_extension extensions[2];
     struct lws_context_creation_info info;
@@ -238,6 +261,71 @@ size_t edge_loop_connections(const edge_loop *loop)
 int edge_loop_port(const edge_loop *loop)
 {
     return loop->port;
+}
+
+/* ---- deadlines (loop thread) ---- */
+
+static void fifo_push(deadline_fifo *f, deadline d)
+{
+    if (f->len == f->cap) {
+        size_t cap = f->cap ? f->cap * 2 : 64;
+        deadline *items = rt_malloc(cap * sizeof(deadline));
+        for (size_t i = 0; i < f->len; i++)
+            items[i] = f->items[(f->head + i) % f->cap];
+        free(f->items);
+        f->items = items;
+        f->cap = cap;
+        f->head = 0;
+    }
+    f->items[(f->head + f->len) % f->cap] = d;
+    f->len++;
+}
+
+static bool fifo_pop_due(deadline_fifo *f, int64_t now_ms, deadline *out)
+{
+    if (!f->len || f->items[f->head].at_ms > now_ms)
+        return false;
+    *out = f->items[f->head];
+    f->head = (f->head + 1) % f->cap;
+    f->len--;
+    return true;
+}
+
+static void heap_push(deadline_heap *h, deadline d)
+{
+    if (h->len == h->cap) {
+        h->cap = h->cap ? h->cap * 2 : 64;
+        h->items = rt_realloc(h->items, h->cap * sizeof(deadline));
+    }
+    size_t i = h->len++;
+    while (i && h->items[(i - 1) / 2].at_ms > d.at_ms) {
+        h->items[i] = h->items[(i - 1) / 2];
+        i = (i - 1) / 2;
+    }
+    h->items[i] = d;
+}
+
+static bool heap_pop_due(deadline_heap *h, int64_t now_ms, deadline *out)
+{
+    if (!h->len || h->items[0].at_ms > now_ms)
+        return false;
+    *out = h->items[0];
+    deadline last = h->items[--h->len];
+    size_t i = 0;
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, m = i;
+        if (l < h->len && h->items[l].at_ms < (m == i ? last.at_ms : h->items[m].at_ms))
+            m = l;
+        if (r < h->len && h->items[r].at_ms < (m == i ? last.at_ms : h->items[m].at_ms))
+            m = r;
+        if (m == i)
+            break;
+        h->items[i] = h->items[m];
+        i = m;
+    }
+    if (h->len)
+        h->items[i] = last;
+    return true;
 }
 
 /* ---- send queue ---- */
@@ -315,12 +403,21 @@ static void conn_close(edge_conn *c, uint16_t code, const char *reason)
     c->close_reason = reason;
     if (code == 1013 || code == 1009 || code == 1012)
         queue_clear(c);
-    lws_sul_cancel(&c->sul);
     lws_callback_on_writable(c->wsi);
 }
 
 static int conn_writeable(edge_loop *loop, edge_conn *c)
 {
+    if (c->ping_pending && !c->close_code) {
+        unsigned char ping[LWS_PRE + 4];
+        c->ping_pending = false;
+        c->ping_sent = true;
+        if (lws_write(c->wsi, ping + LWS_PRE, 0, LWS_WRITE_PING) < 0)
+            return -1;
+        if (c->q_len)
+            lws_callback_on_writable(c->wsi);
+        return 0;
+    }
     if (c->q_len == 0) {
         if (c->close_code) {
             lws_close_reason(c->wsi, (enum lws_close_status)c->close_code,
@@ -583,14 +680,9 @@ static void send_verify(edge_conn *c, rpc_kind kind, const char *token, size_t t
     }
 }
 
-static void conn_timer(lws_sorted_usec_list_t *sul);
-
 static void arm_expiry(edge_conn *c)
 {
-    int64_t left_ms = c->expires_ms - rt_time_now_ms();
-    if (left_ms < 0)
-        left_ms = 0;
-    lws_sul_schedule(c->loop->ctx, 0, &c->sul, conn_timer, (lws_usec_t)left_ms * 1000);
+    heap_push(&c->loop->expiries, (deadline){c->expires_ms, c->id});
 }
 
 static void on_verify_reply(edge_conn *c, const pending_rpc *p, natsMsg *reply)
@@ -869,19 +961,45 @@ static void handle_frame(edge_conn *c, const char *data, size_t len)
     edge_frame_release(&f);
 }
 
-/* Auth deadline before auth_ok; token expiry after. */
-static void conn_timer(lws_sorted_usec_list_t *sul)
+/* Auth deadlines, token expiries and liveness, from the loop tick. */
+static void check_deadlines(edge_loop *loop)
 {
-    edge_conn *c = lws_container_of(sul, edge_conn, sul);
-    if (c->state == CONN_AWAIT_AUTH || c->state == CONN_AUTHENTICATING) {
-        conn_close(c, 4408, "no auth frame in time");
-    } else if (c->state == CONN_OPEN) {
-        if (rt_time_now_ms() < c->expires_ms) {
-            arm_expiry(c);
-            return;
+    int64_t now = rt_time_now_ms();
+    deadline d;
+
+    while (fifo_pop_due(&loop->auth_deadlines, now, &d)) {
+        edge_conn *c = rt_u64map_get(loop->conns, d.conn_id);
+        if (c && (c->state == CONN_AWAIT_AUTH || c->state == CONN_AUTHENTICATING))
+            conn_close(c, 4408, "no auth frame in time");
+    }
+    while (heap_pop_due(&loop->expiries, now, &d)) {
+        edge_conn *c = rt_u64map_get(loop->conns, d.conn_id);
+        /* A refresh pushed a later expiry; this entry is then stale. */
+        if (c && c->state == CONN_OPEN && c->expires_ms == d.at_ms) {
+            conn_error(c, NULL, "token_expired", "token expired; reconnect with a fresh token",
+                       NULL);
+            conn_close(c, 4401, "token expired");
         }
-        conn_error(c, NULL, "token_expired", "token expired; reconnect with a fresh token", NULL);
-        conn_close(c, 4401, "token expired");
+    }
+}
+
+static void check_liveness_one(void *arg, uint64_t key, void *value)
+{
+    edge_loop *loop = arg;
+    edge_conn *c = value;
+    int64_t idle = rt_time_now_ms() - c->last_rx_ms;
+    (void)key;
+
+    if (c->state == CONN_CLOSING)
+        return;
+    if (idle >= 2 * loop->cfg->ping_interval_ms) {
+        /* Dead peer: nothing to say to it, drop the socket. */
+        c->state = CONN_CLOSING;
+        c->close_code = 1006;
+        lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+    } else if (idle >= loop->cfg->ping_interval_ms && !c->ping_sent && !c->ping_pending) {
+        c->ping_pending = true;
+        lws_callback_on_writable(c->wsi);
     }
 }
 
@@ -900,8 +1018,9 @@ static void conn_established(edge_loop *loop, edge_conn *c, struct lws *wsi)
     atomic_fetch_add(&loop->n_conns, 1);
     rt_gauge_add(loop->m->connections, 1);
     rt_counter_inc(loop->m->connections_total);
-    lws_sul_schedule(loop->ctx, 0, &c->sul, conn_timer,
-                     (lws_usec_t)loop->cfg->auth_timeout_ms * 1000);
+    c->last_rx_ms = rt_time_now_ms();
+    fifo_push(&loop->auth_deadlines,
+              (deadline){c->last_rx_ms + loop->cfg->auth_timeout_ms, c->id});
     if (loop->draining)
         conn_close(c, 1012, "server restarting; reconnect");
 }
@@ -912,7 +1031,6 @@ static void conn_closed(edge_loop *loop, edge_conn *c)
         return;
     int code = c->close_code ? c->close_code : c->peer_close_code ? c->peer_close_code : 1006;
     rt_counter_inc(edge_metrics_close(loop->m, code));
-    lws_sul_cancel(&c->sul);
     for (uint16_t i = 0; i < c->cap_rooms; i++)
         if (c->rooms[i].room)
             conn_leave_slot(c, i);
@@ -934,6 +1052,8 @@ static void conn_receive(edge_conn *c, const char *in, size_t len)
 
     if (c->state == CONN_CLOSING)
         return;
+    c->last_rx_ms = rt_time_now_ms();
+    c->ping_sent = false;
     if (lws_frame_is_binary(wsi)) {
         if (last) {
             conn_error(c, NULL, "bad_request", "binary frames are not accepted", NULL);
@@ -1133,6 +1253,9 @@ static void loop_tick(lws_sorted_usec_list_t *sul)
 {
     edge_loop *loop = lws_container_of(sul, edge_loop, sul_tick);
     expire_rpcs(loop);
+    check_deadlines(loop);
+    if (++loop->tick_count % 10 == 0) /* once a second */
+        rt_u64map_each(loop->conns, check_liveness_one, loop);
     if (loop->draining)
         drain_step(loop);
     lws_sul_schedule(loop->ctx, 0, &loop->sul_tick, loop_tick, TICK_US);
@@ -1181,6 +1304,12 @@ static int edge_callback(struct lws *wsi, enum lws_callback_reasons reason, void
         return 0;
     case LWS_CALLBACK_SERVER_WRITEABLE:
         return s && s->is_ws ? conn_writeable(loop, &s->conn) : 0;
+    case LWS_CALLBACK_RECEIVE_PONG:
+        if (s && s->is_ws) {
+            s->conn.last_rx_ms = rt_time_now_ms();
+            s->conn.ping_sent = false;
+        }
+        return 0;
     case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
         if (s && s->is_ws && len >= 2) {
             const unsigned char *b = in;
@@ -1328,10 +1457,6 @@ rt_status edge_loop_start(edge_loop **out, const edge_loop_options *o)
     loop->extensions[0] = (struct lws_extension){
         "permessage-deflate", lws_extension_callback_pm_deflate,
         "permessage-deflate; client_no_context_takeover; client_max_window_bits"};
-    loop->retry = (lws_retry_bo_t){
-        .secs_since_valid_ping = (uint16_t)((cfg->ping_interval_ms + 999) / 1000),
-        .secs_since_valid_hangup = (uint16_t)(2 * ((cfg->ping_interval_ms + 999) / 1000)),
-    };
 
     loop->listen_fd = -1;
     rt_status ls = open_listener(&loop->listen_fd, &loop->port, cfg->bind_address, o->port);
@@ -1343,8 +1468,11 @@ rt_status edge_loop_start(edge_loop **out, const edge_loop_options *o)
     info->port = CONTEXT_PORT_NO_LISTEN_SERVER;
     info->protocols = loop->protocols;
     info->extensions = loop->extensions;
-    info->retry_and_idle_policy = &loop->retry;
     info->user = loop;
+    /* Liveness is ours (check_liveness_one): lws's own validity timer is
+     * re-inserted into a sorted list on every received frame, O(connections)
+     * each time. A policy with no hangup time disables it. */
+    info->retry_and_idle_policy = &loop->no_validity;
     info->options = LWS_SERVER_OPTION_VALIDATE_UTF8 |
                     LWS_SERVER_OPTION_HTTP_HEADERS_SECURITY_BEST_PRACTICES_ENFORCE;
     info->timeout_secs = 10;
@@ -1428,6 +1556,8 @@ void edge_loop_stop(edge_loop *loop)
     free(loop->inbox_spare);
     free(loop->scratch);
     free(loop->drain_ids);
+    free(loop->auth_deadlines.items);
+    free(loop->expiries.items);
     pthread_mutex_destroy(&loop->inbox_lock);
     free(loop);
 }
