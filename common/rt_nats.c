@@ -13,6 +13,7 @@ struct rt_nats {
     atomic_bool connected;
     atomic_bool closing;     /* rt_nats_close() is closing on purpose */
     atomic_bool closed_for_good;
+    atomic_bool closed_done; /* the closed callback ran: no more callbacks */
     char name[64];
 };
 
@@ -60,7 +61,8 @@ static void on_disconnected(natsConnection *nc, void *closure)
     rt_nats *nats = closure;
     (void)nc;
     atomic_store(&nats->connected, false);
-    rt_log_warn("nats disconnected; reconnecting", NULL);
+    if (!atomic_load(&nats->closing))
+        rt_log_warn("nats disconnected; reconnecting", NULL);
 }
 
 static void on_reconnected(natsConnection *nc, void *closure)
@@ -79,11 +81,14 @@ static void on_closed(natsConnection *nc, void *closure)
     atomic_store(&nats->connected, false);
     if (atomic_load(&nats->closing)) {
         rt_log_info("nats connection closed", NULL);
-        return;
+    } else {
+        atomic_store(&nats->closed_for_good, true);
+        rt_log_error(
+            "nats connection closed for good (credentials refused?); the service must restart",
+            NULL);
     }
-    atomic_store(&nats->closed_for_good, true);
-    rt_log_error("nats connection closed for good (credentials refused?); the service must restart",
-                 NULL);
+    /* Last statement: rt_nats_close() may free us once it sees this. */
+    atomic_store(&nats->closed_done, true);
 }
 
 static void on_error(natsConnection *nc, natsSubscription *sub, natsStatus err, void *closure)
@@ -161,6 +166,7 @@ rt_status rt_nats_connect(rt_nats **out, const rt_nats_options *options)
     atomic_init(&nats->connected, false);
     atomic_init(&nats->closing, false);
     atomic_init(&nats->closed_for_good, false);
+    atomic_init(&nats->closed_done, false);
     st = build_options(&opts, nats, options);
     if (st != RT_OK) {
         free(nats);
@@ -233,6 +239,10 @@ void rt_nats_close(rt_nats *nats, int timeout_ms)
         }
     }
     natsConnection_Close(nats->conn);
+    /* nats.c runs the closed callback on its own thread, after Close
+     * returns; wait for it so no callback touches freed memory. */
+    for (int waited = 0; waited < 2000 && !atomic_load(&nats->closed_done); waited += 5)
+        nats_Sleep(5);
     jsCtx_Destroy(nats->js);
     natsConnection_Destroy(nats->conn);
     free(nats);

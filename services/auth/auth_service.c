@@ -9,6 +9,7 @@
 #include "auth_cache.h"
 #include "auth_jwt.h"
 #include "auth_keys.h"
+#include "auth_members.h"
 #include "auth_rooms.h"
 #include "auth_store.h"
 #include "rt_alloc.h"
@@ -63,6 +64,10 @@ const rt_config_var auth_config_vars[] = {
                "how long a user's platform role is remembered (0: never)"),
     RT_CFG_INT(auth_config, cache_max_users, "AUTH_CACHE_MAX_USERS", "100000", 0, 1, 10000000,
                "users kept in the decision cache"),
+    RT_CFG_INT(auth_config, course_set_max, "AUTH_COURSE_SET_MAX", "100000", 0, 0, 10000000,
+               "members of a course loaded at once into memory (bigger: asked per user)"),
+    RT_CFG_INT(auth_config, role_table_max, "AUTH_ROLE_TABLE_MAX", "1000000", 0, 0, 100000000,
+               "rows of realtime.user_roles held in memory (bigger: asked per user)"),
     RT_CFG_INT(auth_config, events_max_age_s, "EVENTS_MAX_AGE_S", "604800", 0, 60, 31536000,
                "retention of the EVENTS stream, seconds"),
     RT_CFG_INT(auth_config, events_duplicate_window_s, "EVENTS_DUPLICATE_WINDOW_S", "120", 0, 1,
@@ -94,6 +99,8 @@ struct auth_service {
     auth_store *store;
     auth_membership_source source;
     auth_cache *cache;
+    auth_members *members;
+    uint64_t roles_loaded_ns; /* when the role table was last loaded (0: never) */
     rt_workers *workers;
     rt_nats *nats;
     natsSubscription *sub_verify, *sub_authorize, *sub_inval_enrollment, *sub_inval_lesson;
@@ -171,6 +178,11 @@ static rt_status resolve_role(auth_role *out, auth_service *svc, const auth_clai
     bool from_db = false, found = false;
     auth_role role = ROLE(STUDENT);
 
+    if (auth_members_role(svc->members, claims->sub, &role, &found)) {
+        *out = found ? role
+                     : (claims->app_role[0] ? role_from_text(claims->app_role) : ROLE(STUDENT));
+        return RT_OK;
+    }
     if (auth_cache_get_role(svc->cache, claims->sub, &role, &from_db, now)) {
         rt_counter_inc(svc->cache_hit);
         *out = from_db ? role
@@ -327,6 +339,7 @@ static void on_invalidation(natsConnection *nc, natsSubscription *sub, natsMsg *
             NULL, (size_t)natsMsg_GetDataLength(msg), (const uint8_t *)natsMsg_GetData(msg));
         if (e) {
             auth_cache_drop_user(svc->cache, e->user_id);
+            auth_members_drop_course(svc->members, e->course_id);
             unpuzzle__rt__v1__enrollment_changed__free_unpacked(e, NULL);
         }
     } else {
@@ -515,9 +528,11 @@ rt_status auth_service_start(auth_service **out, const auth_config *cfg, rt_metr
     if ((s = rt_pg_pool_create(&svc->pool, cfg->database_url, (int)cfg->pg_pool_size)) != RT_OK)
         goto fail;
     auth_store_create(&svc->store, svc->pool, (int)cfg->db_timeout_ms);
-    svc->source.member_role = auth_store_member_role;
-    svc->source.lesson_course = auth_store_lesson_course;
-    svc->source.ctx = svc->store;
+    auth_members_create(&svc->members, svc->store, (uint64_t)cfg->authz_cache_ttl_ms * 1000000u,
+                        10000, (size_t)cfg->course_set_max, (size_t)cfg->role_table_max);
+    svc->source.member_role = auth_members_member_role;
+    svc->source.lesson_course = auth_members_lesson_course;
+    svc->source.ctx = svc->members;
     auth_cache_create(&svc->cache, (size_t)cfg->cache_max_users);
     s = rt_workers_create(&svc->workers, (int)cfg->workers, (size_t)cfg->queue_max, run_request,
                           discard_request, svc);
@@ -550,6 +565,14 @@ fail:
 
 void auth_service_tick(auth_service *svc)
 {
+    /* The role table is small (instructors, admins): hold it whole. */
+    uint64_t now = rt_time_mono_ns();
+    if (svc->config->role_cache_ttl_ms > 0 &&
+        (!svc->roles_loaded_ns ||
+         now - svc->roles_loaded_ns >= (uint64_t)svc->config->role_cache_ttl_ms * 1000000u)) {
+        if (auth_members_refresh_roles(svc->members) == RT_OK)
+            svc->roles_loaded_ns = now;
+    }
     if (atomic_load(&svc->draining) || !rt_nats_is_connected(svc->nats))
         return;
     if (!svc->stream_ready) {
@@ -644,6 +667,7 @@ void auth_service_stop(auth_service *svc)
         natsSubscription_Destroy(subs[i]);
     rt_nats_close(svc->nats, (int)svc->config->drain_ms);
     auth_cache_destroy(svc->cache);
+    auth_members_destroy(svc->members);
     auth_store_destroy(svc->store);
     rt_pg_pool_destroy(svc->pool);
     auth_keyset_destroy(svc->keys);

@@ -45,6 +45,8 @@ typedef struct auth_config {
     int64_t authz_cache_ttl_ms;
     int64_t role_cache_ttl_ms;
     int64_t cache_max_users;
+    int64_t course_set_max;
+    int64_t role_table_max;
     int64_t events_max_age_s;
     int64_t events_duplicate_window_s;
     int64_t drain_ms;

@@ -115,6 +115,87 @@ rt_status auth_store_lesson_course(char out_course_id[RT_ID_MAX + 1], bool *foun
     return RT_OK;
 }
 
+/* Runs a two-column (id, role) query and feeds each row to fn. */
+static rt_status query_pairs(auth_store *store, const char *sql, int n, const char *const *params,
+                             size_t limit, void (*fn)(void *arg, const char *id, const char *role),
+                             void *arg, size_t *count)
+{
+    PGconn *conn = NULL;
+    PGresult *res = NULL;
+    bool failed = false;
+    rt_status s = rt_pg_acquire(&conn, store->pool, store->timeout_ms);
+
+    *count = 0;
+    if (s != RT_OK)
+        return s;
+    s = rt_pg_exec(&res, &failed, conn, sql, n, params);
+    rt_pg_release(store->pool, conn, failed);
+    if (s != RT_OK)
+        return s;
+    size_t rows = (size_t)PQntuples(res);
+    if (rows > limit) {
+        PQclear(res);
+        return RT_ERR_LIMIT; /* expected for huge tables: no error record */
+    }
+    for (size_t i = 0; i < rows; i++)
+        fn(arg, PQgetvalue(res, (int)i, 0), PQgetvalue(res, (int)i, 1));
+    *count = rows;
+    PQclear(res);
+    return RT_OK;
+}
+
+typedef struct member_feed {
+    void (*each)(void *arg, const char *user_id, auth_member_role role);
+    void *arg;
+} member_feed;
+
+static void feed_member(void *arg, const char *id, const char *role)
+{
+    member_feed *f = arg;
+    f->each(f->arg, id, strcmp(role, "instructor") == 0 ? MEMBER(INSTRUCTOR) : MEMBER(STUDENT));
+}
+
+rt_status auth_store_course_members(auth_store *store, const char *course_id, size_t limit,
+                                    void (*each)(void *arg, const char *user_id,
+                                                 auth_member_role role),
+                                    void *arg, size_t *count)
+{
+    char lim[24];
+    snprintf(lim, sizeof(lim), "%zu", limit + 1);
+    const char *params[] = {course_id, lim};
+    member_feed f = {each, arg};
+    return query_pairs(store,
+                       "SELECT user_id, role FROM realtime.course_members"
+                       " WHERE course_id = $1 AND status <> 'removed' LIMIT $2::bigint",
+                       2, params, limit, feed_member, &f, count);
+}
+
+typedef struct role_feed {
+    void (*each)(void *arg, const char *user_id, auth_role role);
+    void *arg;
+} role_feed;
+
+static void feed_role(void *arg, const char *id, const char *role)
+{
+    role_feed *f = arg;
+    f->each(f->arg, id,
+            strcmp(role, "admin") == 0        ? ROLE(ADMIN)
+            : strcmp(role, "instructor") == 0 ? ROLE(INSTRUCTOR)
+                                              : ROLE(STUDENT));
+}
+
+rt_status auth_store_all_roles(auth_store *store, size_t limit,
+                               void (*each)(void *arg, const char *user_id, auth_role role),
+                               void *arg, size_t *count)
+{
+    char lim[24];
+    snprintf(lim, sizeof(lim), "%zu", limit + 1);
+    const char *params[] = {lim};
+    role_feed f = {each, arg};
+    return query_pairs(store, "SELECT user_id, role FROM realtime.user_roles LIMIT $1::bigint", 1,
+                       params, limit, feed_role, &f, count);
+}
+
 static const Google__Protobuf__Timestamp *change_time(const auth_store_change *c)
 {
     return c->enrollment ? c->enrollment->occurred_at : c->lesson->occurred_at;

@@ -29,6 +29,19 @@ void auth_store_destroy(auth_store *store); /* NULL harmless */
 /* Platform role from realtime.user_roles; *found false when no row. */
 rt_status auth_store_user_role(auth_role *out, bool *found, auth_store *store, const char *user_id);
 
+/* Calls each(arg, user_id, role) for every active member of a course and
+ * sets *count. Stops with RT_ERR_LIMIT when the course has more than `limit`
+ * members (the caller then asks per user). */
+rt_status auth_store_course_members(auth_store *store, const char *course_id, size_t limit,
+                                    void (*each)(void *arg, const char *user_id,
+                                                 auth_member_role role),
+                                    void *arg, size_t *count);
+
+/* Every row of realtime.user_roles, or RT_ERR_LIMIT past `limit` rows. */
+rt_status auth_store_all_roles(auth_store *store, size_t limit,
+                               void (*each)(void *arg, const char *user_id, auth_role role),
+                               void *arg, size_t *count);
+
 /* auth_membership_source callbacks (ctx is the auth_store). */
 rt_status auth_store_member_role(auth_member_role *out, void *store, const char *course_id,
                                  const char *user_id);

@@ -92,6 +92,10 @@ static void on_room_message(natsConnection *nc, natsSubscription *sub, natsMsg *
     size_t len = 0;
     char *json = edge_render_room_message(&len, rm, room_name, seq, prev);
     unpuzzle__rt__v1__room_message__free_unpacked(rm, NULL);
+    /* `subject` points into the message: keep it until the lookup below. */
+    char subject_copy[RT_ROOM_SUBJECT_MAX];
+    snprintf(subject_copy, sizeof(subject_copy), "%s", subject);
+    subject = subject_copy;
     natsMsg_Destroy(nmsg);
     if (!json) {
         rt_log_warn("room message dropped: cannot render", "{s:s}", "room", room_name);

@@ -34,15 +34,17 @@ static int setup(void **state)
         fprintf(stderr, "stack: %s\n", rt_error_message());
         return -1;
     }
-    const char *env[] = {"JWT_ISSUER=https://example.supabase.co/auth/v1", NULL};
+    if (rt_test_pg_exec(stack->pg, "INSERT INTO realtime.user_roles VALUES"
+                                   " ('teacher-1', 'instructor'), ('boss-1', 'admin')") != RT_OK)
+        return -1;
+    /* The role table is held in memory and reloaded every ROLE_CACHE_TTL_MS. */
+    const char *env[] = {"JWT_ISSUER=https://example.supabase.co/auth/v1", "ROLE_CACHE_TTL_MS=1000",
+                         NULL};
     if (rt_test_stack_start_auth(stack, env) != RT_OK) {
         fprintf(stderr, "auth: %s\n", rt_error_message());
         return -1;
     }
-    return rt_test_pg_exec(stack->pg, "INSERT INTO realtime.user_roles VALUES"
-                                      " ('teacher-1', 'instructor'), ('boss-1', 'admin')") == RT_OK
-               ? 0
-               : -1;
+    return 0;
 }
 
 static int teardown(void **state)
@@ -318,6 +320,28 @@ static void role_from_database_wins(void **state)
     expect_ok(hs256(claims_with("boss-1", now_s(), now_s() + 600, NULL)), "boss-1", ROLE(ADMIN));
 }
 
+static void role_change_applies_within_refresh(void **state)
+{
+    (void)state;
+    expect_ok(hs256(claims_with("promoted-1", now_s(), now_s() + 600, NULL)), "promoted-1",
+              ROLE(STUDENT));
+    assert_int_equal(rt_test_pg_exec(stack->pg, "INSERT INTO realtime.user_roles VALUES"
+                                                " ('promoted-1', 'instructor')"),
+                     RT_OK);
+    /* Within ROLE_CACHE_TTL_MS (1 s here) plus a tick, the new role shows. */
+    bool promoted = false;
+    for (int i = 0; i < 40 && !promoted; i++) {
+        char *token = hs256(claims_with("promoted-1", now_s(), now_s() + 600, NULL));
+        Unpuzzle__Rt__V1__VerifyReply *r = verify(token);
+        promoted = r->ok && r->role == ROLE(INSTRUCTOR);
+        unpuzzle__rt__v1__verify_reply__free_unpacked(r, NULL);
+        free(token);
+        if (!promoted)
+            nats_Sleep(100);
+    }
+    assert_true(promoted);
+}
+
 static void role_from_app_metadata(void **state)
 {
     (void)state;
@@ -462,6 +486,7 @@ int main(void)
         cmocka_unit_test(garbage_is_malformed),
         cmocka_unit_test(request_not_protobuf),
         cmocka_unit_test(role_from_database_wins),
+        cmocka_unit_test(role_change_applies_within_refresh),
         cmocka_unit_test(role_from_app_metadata),
         cmocka_unit_test(role_defaults_to_student),
         cmocka_unit_test(session_id_and_expiry_returned),
