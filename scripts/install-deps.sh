@@ -9,7 +9,7 @@ PACKAGES=(
   build-essential cmake pkg-config git clang clang-format
   # libraries the services link
   libnats-dev libwebsockets-dev libprotobuf-c-dev protobuf-c-compiler libprotobuf-dev
-  libjwt-dev libssl-dev libpq-dev libjansson-dev libcmocka-dev
+  libjwt-dev libssl-dev libpq-dev libjansson-dev libcmocka-dev zlib1g-dev
   # servers the stack and the tests run
   nats-server postgresql postgresql-client
   # the Python side of the contract (Django compiles the same .proto files)
