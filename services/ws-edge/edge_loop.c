@@ -54,6 +54,10 @@ typedef struct edge_member {
     uint32_t index;  /* position in room->members */
     bool active;     /* false until "subscribed" was sent */
     char sub_id[EDGE_CLIENT_ID_MAX + 1];
+    /* The subscribe's since, answered when the room's position is known. */
+    bool has_since;
+    uint64_t since_seq;
+    char *since_epoch; /* NULL when !has_since */
 } edge_member;
 
 typedef enum conn_state {
@@ -85,10 +89,10 @@ typedef struct edge_conn {
     size_t rx_len, rx_cap;
     edge_bucket bucket;
     edge_strikes rate_strikes, bad_strikes;
-    int64_t last_rx_ms;  /* last frame or pong from the peer */
-    bool ping_pending;   /* a ping is to be written */
-    bool ping_sent;      /* a ping is out and unanswered */
-    bool dirty;          /* in loop->dirty: room messages to write */
+    int64_t last_rx_ms; /* last frame or pong from the peer */
+    bool ping_pending;  /* a ping is to be written */
+    bool ping_sent;     /* a ping is out and unanswered */
+    bool dirty;         /* in loop->dirty: room messages to write */
 } edge_conn;
 
 typedef struct edge_session {
@@ -609,6 +613,11 @@ static void conn_join(edge_conn *c, const pending_rpc *req)
     mb->index = r->n_members;
     mb->active = r->ready;
     snprintf(mb->sub_id, sizeof(mb->sub_id), "%s", req->client_id);
+    if (!r->ready && req->has_since) {
+        mb->has_since = true;
+        mb->since_seq = req->since_seq;
+        mb->since_epoch = rt_strdup(req->since_epoch);
+    }
     r->members[r->n_members++] = (room_member_ref){c, slot};
     c->n_rooms++;
     if (r->ready)
@@ -628,6 +637,7 @@ static void conn_leave_slot(edge_conn *c, uint16_t slot)
         room_member_ref moved = r->members[i];
         moved.conn->rooms[moved.slot].index = i;
     }
+    free(mb->since_epoch);
     memset(mb, 0, sizeof(*mb));
     c->n_rooms--;
     if (r->n_members == 0)
@@ -688,7 +698,11 @@ static void on_room_ready(edge_loop *loop, const char *name, uint64_t last_seq)
         if (mb->active)
             continue;
         mb->active = true;
-        send_subscribed(ref.conn, mb->sub_id, r->name, last_seq, false, 0, "");
+        send_subscribed(ref.conn, mb->sub_id, r->name, last_seq, mb->has_since, mb->since_seq,
+                        mb->since_epoch ? mb->since_epoch : "");
+        free(mb->since_epoch);
+        mb->since_epoch = NULL;
+        mb->has_since = false;
     }
     /* What arrived while the position was being looked up, past it. */
     for (uint32_t k = 0; k < r->recent_count; k++) {
@@ -1087,8 +1101,7 @@ static void conn_established(edge_loop *loop, edge_conn *c, struct lws *wsi)
     rt_gauge_add(loop->m->connections, 1);
     rt_counter_inc(loop->m->connections_total);
     c->last_rx_ms = rt_time_now_ms();
-    fifo_push(&loop->auth_deadlines,
-              (deadline){c->last_rx_ms + loop->cfg->auth_timeout_ms, c->id});
+    fifo_push(&loop->auth_deadlines, (deadline){c->last_rx_ms + loop->cfg->auth_timeout_ms, c->id});
     if (loop->draining)
         conn_close(c, 1012, "server restarting; reconnect");
 }

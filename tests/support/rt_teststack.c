@@ -59,6 +59,23 @@ rt_status rt_test_stack_connect(rt_test_stack *st)
     return RT_OK;
 }
 
+/* Adds "NAME=VALUE" to env (n entries, room for cap), replacing an entry of
+ * the same name: rt_test_proc_start() passes duplicates on, and getenv()
+ * would then see the first, so a caller's extra entry must replace ours. */
+static void env_set(const char **env, size_t *n, size_t cap, const char *entry)
+{
+    const char *eq = strchr(entry, '=');
+    size_t name_len = eq ? (size_t)(eq - entry) : strlen(entry);
+    for (size_t i = 0; i < *n; i++) {
+        if (strncmp(env[i], entry, name_len) == 0 && env[i][name_len] == '=') {
+            env[i] = entry;
+            return;
+        }
+    }
+    if (*n < cap)
+        env[(*n)++] = entry;
+}
+
 rt_status rt_test_stack_start_auth(rt_test_stack *st, const char *const *extra_env)
 {
     char nats_url[128], db_url[256], port[32], jwks[512];
@@ -77,18 +94,127 @@ rt_status rt_test_stack_start_auth(rt_test_stack *st, const char *const *extra_e
     env[n++] = jwks;
     env[n++] = "SUPABASE_JWT_SECRET=" RT_TEST_JWT_SECRET;
     env[n++] = "LOG_LEVEL=debug";
-    for (size_t i = 0; extra_env && extra_env[i] && n < 31; i++)
-        env[n++] = extra_env[i];
+    for (size_t i = 0; extra_env && extra_env[i]; i++)
+        env_set(env, &n, 31, extra_env[i]);
     env[n] = NULL;
     if ((s = rt_test_proc_start(&st->auth, "auth", NULL, env)) != RT_OK)
         return s;
     return rt_test_proc_wait_http(st->auth, st->auth_admin_port, "/readyz", 200, 15000);
 }
 
+rt_status rt_test_stack_start_edge(rt_test_stack *st, const char *const *extra_env, int *index)
+{
+    char nats_url[128], port[32], edge_id[48];
+    const char *env[40];
+    size_t n = 0;
+    rt_status s;
+
+    if (st->n_edges == RT_TEST_MAX_EDGES)
+        return RT_ERR(RT_ERR_LIMIT, "at most %d edges per stack", RT_TEST_MAX_EDGES);
+    rt_test_edge *e = &st->edges[st->n_edges];
+    memset(e, 0, sizeof(*e));
+    e->port = rt_test_free_port();
+    snprintf(e->edge_id, sizeof(e->edge_id), "edge-%d", st->n_edges);
+    snprintf(nats_url, sizeof(nats_url), "NATS_URL=%s", rt_test_nats_url(st->nats));
+    snprintf(port, sizeof(port), "WS_PORT=%d", e->port);
+    snprintf(edge_id, sizeof(edge_id), "EDGE_ID=%s", e->edge_id);
+    env[n++] = nats_url;
+    env[n++] = port;
+    env[n++] = edge_id;
+    env[n++] = "WS_ALLOWED_ORIGINS=http://localhost:3000";
+    env[n++] = "WS_THREADS=2";
+    env[n++] = "LOG_LEVEL=debug";
+    for (size_t i = 0; extra_env && extra_env[i]; i++)
+        env_set(env, &n, 39, extra_env[i]);
+    env[n] = NULL;
+    if ((s = rt_test_proc_start(&e->proc, "ws-edge", NULL, env)) != RT_OK)
+        return s;
+    if (index)
+        *index = st->n_edges;
+    st->n_edges++; /* destroyed with the stack even if it never got ready */
+    return rt_test_proc_wait_http(e->proc, e->port, "/readyz", 200, 15000);
+}
+
+rt_status rt_test_stack_start_edges(rt_test_stack *st, int n, const char *const *extra_env)
+{
+    for (int i = 0; i < n; i++) {
+        rt_status s = rt_test_stack_start_edge(st, extra_env, NULL);
+        if (s != RT_OK)
+            return s;
+    }
+    return RT_OK;
+}
+
+rt_status rt_test_publish_room(uint64_t *seq, bool *duplicate, rt_test_stack *st, const char *room,
+                               const Unpuzzle__Rt__V1__RoomMessage *msg)
+{
+    char subject[160];
+    const char *colon = strchr(room, ':');
+    size_t len = protobuf_c_message_get_packed_size(&msg->base);
+    uint8_t *buf;
+    jsPubOptions po;
+    jsPubAck *ack = NULL;
+    jsErrCode jerr = 0;
+    natsStatus ns;
+
+    if (!colon)
+        return RT_ERR(RT_ERR_INVALID_ARG, "room '%s' has no kind", room);
+    snprintf(subject, sizeof(subject), "rt.v1.room.%.*s.%s", (int)(colon - room), room, colon + 1);
+    buf = rt_malloc(len + 1);
+    protobuf_c_message_pack(&msg->base, buf);
+    jsPubOptions_Init(&po);
+    if (msg->event_id && msg->event_id[0])
+        po.MsgId = msg->event_id;
+    po.MaxWait = 5000;
+    ns = js_Publish(&ack, st->js, subject, buf, (int)len, &po, &jerr);
+    free(buf);
+    if (ns != NATS_OK)
+        return RT_ERR(RT_ERR_NATS, "publish %s: %s (%d)", subject, natsStatus_GetText(ns),
+                      (int)jerr);
+    if (seq)
+        *seq = ack->Sequence;
+    if (duplicate)
+        *duplicate = ack->Duplicate;
+    jsPubAck_Destroy(ack);
+    return RT_OK;
+}
+
+rt_status rt_test_publish_room_confusion(uint64_t *seq, rt_test_stack *st, const char *room,
+                                         const char *event_id, const char *user_id,
+                                         const char *text)
+{
+    Unpuzzle__Rt__V1__RoomMessage msg = UNPUZZLE__RT__V1__ROOM_MESSAGE__INIT;
+    Unpuzzle__Rt__V1__ConfusionCreated cc = UNPUZZLE__RT__V1__CONFUSION_CREATED__INIT;
+    Google__Protobuf__Timestamp ts = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
+    int64_t now_ms = rt_time_now_ms();
+    const char *colon = strchr(room, ':');
+
+    ts.seconds = now_ms / 1000;
+    ts.nanos = (int32_t)(now_ms % 1000) * 1000000;
+    cc.event_id = (char *)event_id;
+    cc.occurred_at = &ts;
+    cc.confusion_id = (char *)event_id;
+    cc.course_id = (char *)(colon ? colon + 1 : room);
+    cc.lesson_id = "l1";
+    cc.user_id = (char *)user_id;
+    cc.video_timestamp_sec = 12.5;
+    cc.text = (char *)text;
+    msg.type = UNPUZZLE__RT__V1__ROOM_MESSAGE_TYPE__ROOM_MESSAGE_TYPE_CONFUSION;
+    msg.action = UNPUZZLE__RT__V1__ROOM_ACTION__ROOM_ACTION_CREATE;
+    msg.timestamp = &ts;
+    msg.user_id = (char *)user_id;
+    msg.event_id = (char *)event_id;
+    msg.payload_case = UNPUZZLE__RT__V1__ROOM_MESSAGE__PAYLOAD_CONFUSION_CREATED;
+    msg.confusion_created = &cc;
+    return rt_test_publish_room(seq, NULL, st, room, &msg);
+}
+
 void rt_test_stack_destroy(rt_test_stack *st)
 {
     if (!st)
         return;
+    for (int i = 0; i < st->n_edges; i++)
+        rt_test_proc_destroy(st->edges[i].proc);
     rt_test_proc_destroy(st->auth);
     jsCtx_Destroy(st->js);
     natsConnection_Destroy(st->nc);

@@ -18,6 +18,15 @@
 
 #define RT_TEST_JWT_SECRET "test-secret-with-at-least-32-characters!"
 
+#define RT_TEST_MAX_EDGES 4
+
+/* A ws-edge process started by rt_test_stack_start_edge(). */
+typedef struct rt_test_edge {
+    rt_test_proc *proc;
+    int port; /* WS_PORT: /ws, /healthz, /readyz, /metrics */
+    char edge_id[32];
+} rt_test_edge;
+
 typedef struct rt_test_stack {
     rt_test_nats *nats;
     rt_test_pg *pg;
@@ -28,6 +37,8 @@ typedef struct rt_test_stack {
     int auth_admin_port;
     natsConnection *nc; /* the test's own client connection */
     jsCtx *js;
+    rt_test_edge edges[RT_TEST_MAX_EDGES];
+    int n_edges;
 } rt_test_stack;
 
 /* Starts nats + pg (+ migrations) and keys; no service yet. */
@@ -36,6 +47,34 @@ rt_status rt_test_stack_start(rt_test_stack **out);
  * terminated "NAME=VALUE", may be NULL; later entries win) and waits for
  * /readyz. */
 rt_status rt_test_stack_start_auth(rt_test_stack *stack, const char *const *extra_env);
+/*
+ * Starts one more ws-edge (stack->edges[*index], index may be NULL) with
+ * NATS_URL, WS_PORT=<free port>, EDGE_ID=edge-<n>, WS_ALLOWED_ORIGINS=
+ * RT_TEST_ORIGIN ("http://localhost:3000"), WS_THREADS=2, LOG_LEVEL=debug,
+ * plus `extra_env` (later entries win), and waits for /readyz on its port
+ * (NATS connected, ROOMS stream created). Needs rt_test_stack_start_auth()
+ * first for anything but the HTTP endpoints. The edge is stopped by
+ * rt_test_stack_destroy() (or earlier with rt_test_proc_stop(edges[i].proc)).
+ */
+rt_status rt_test_stack_start_edge(rt_test_stack *stack, const char *const *extra_env, int *index);
+/* Starts `n` edges with the same extra environment. */
+rt_status rt_test_stack_start_edges(rt_test_stack *stack, int n, const char *const *extra_env);
+
+/*
+ * Publishes `msg` to the room `room` ("course:42") through JetStream: subject
+ * rt.v1.room.<kind>.<id>, Nats-Msg-Id = msg->event_id (when set). *seq (may
+ * be NULL) gets the stream sequence and *duplicate (may be NULL) whether
+ * JetStream dropped it as a duplicate. The ROOMS stream must exist (an edge
+ * creates it).
+ */
+rt_status rt_test_publish_room(uint64_t *seq, bool *duplicate, rt_test_stack *stack,
+                               const char *room, const Unpuzzle__Rt__V1__RoomMessage *msg);
+/* A ConfusionCreated RoomMessage (type confusion, action create) with
+ * event_id, user_id and text, timestamp now, published to `room`. */
+rt_status rt_test_publish_room_confusion(uint64_t *seq, rt_test_stack *stack, const char *room,
+                                         const char *event_id, const char *user_id,
+                                         const char *text);
+
 /* Stops everything; NULL harmless. */
 void rt_test_stack_destroy(rt_test_stack *stack);
 
