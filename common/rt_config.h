@@ -59,6 +59,17 @@ typedef struct rt_config_var {
         (env), RT_CFG_TYPE_BOOL, (def), 0, 0, 1, NULL, offsetof(type, field), (help)               \
     }
 
+/* The NATS connection variables every service and tool reads; `type` must
+ * have char * fields nats_url, nats_user, nats_password, nats_creds_file. */
+#define RT_CFG_NATS_VARS(type)                                                                     \
+    RT_CFG_STR(type, nats_url, "NATS_URL", "nats://127.0.0.1:4222", 0, rt_config_check_nats_url,   \
+               "NATS server URL(s), comma separated"),                                             \
+        RT_CFG_STR(type, nats_user, "NATS_USER", "", 0, NULL, "NATS user (optional)"),             \
+        RT_CFG_STR(type, nats_password, "NATS_PASSWORD", "", RT_CFG_SECRET, NULL,                  \
+                   "NATS password (optional)"),                                                    \
+        RT_CFG_STR(type, nats_creds_file, "NATS_CREDS_FILE", "", 0, rt_config_check_optional_file, \
+                   "NATS .creds file (optional)")
+
 /*
  * Fills the struct at `config` from the environment. On failure returns
  * RT_ERR_CONFIG with a message like "ADMIN_PORT: must be an integer from 1 to

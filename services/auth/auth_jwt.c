@@ -17,6 +17,7 @@
  * there is nothing shared to lock.
  */
 #include "auth_jwt.h"
+#include "rt_names.h"
 
 #include <jansson.h>
 #include <math.h>
@@ -47,40 +48,7 @@
 
 const char *auth_verify_error_name(auth_verify_error error)
 {
-    switch (error) {
-    case VERIFY_ERR(UNSPECIFIED):
-        return "ok";
-    case VERIFY_ERR(MALFORMED):
-        return "malformed";
-    case VERIFY_ERR(TOO_LARGE):
-        return "too_large";
-    case VERIFY_ERR(EXPIRED):
-        return "expired";
-    case VERIFY_ERR(NOT_YET_VALID):
-        return "not_yet_valid";
-    case VERIFY_ERR(ISSUED_IN_FUTURE):
-        return "issued_in_future";
-    case VERIFY_ERR(BAD_SIGNATURE):
-        return "bad_signature";
-    case VERIFY_ERR(WRONG_AUDIENCE):
-        return "wrong_audience";
-    case VERIFY_ERR(WRONG_ISSUER):
-        return "wrong_issuer";
-    case VERIFY_ERR(ALGORITHM_NOT_ALLOWED):
-        return "algorithm_not_allowed";
-    case VERIFY_ERR(UNKNOWN_KEY):
-        return "unknown_key";
-    case VERIFY_ERR(MISSING_SUBJECT):
-        return "missing_subject";
-    case VERIFY_ERR(MISSING_EXPIRY):
-        return "missing_expiry";
-    case VERIFY_ERR(INTERNAL):
-        return "internal";
-    case VERIFY_ERR(UNAVAILABLE):
-        return "unavailable";
-    default:
-        return "internal";
-    }
+    return rt_verify_error_name(error);
 }
 
 /* Writes `why` (a fixed text: never anything taken from the token) and

@@ -1,5 +1,7 @@
 #include "auth_rooms.h"
 
+#include "rt_names.h"
+
 #include <string.h>
 
 #define ROLE(x) UNPUZZLE__RT__V1__ROLE__ROLE_##x
@@ -65,23 +67,5 @@ auth_decision auth_rooms_decide(const auth_membership_source *source, const char
 
 const char *auth_deny_reason_name(auth_deny_reason reason)
 {
-    switch (reason) {
-    case DENY(UNSPECIFIED):
-        return "allowed";
-    case DENY(BAD_ROOM):
-        return "bad_room";
-    case DENY(NOT_MEMBER):
-        return "not_member";
-    case DENY(NOT_OWNER):
-        return "not_owner";
-    case DENY(UNKNOWN_LESSON):
-        return "unknown_lesson";
-    case DENY(UNAVAILABLE):
-        return "unavailable";
-    case DENY(INTERNAL):
-        return "internal";
-    default:
-        break;
-    }
-    return "internal";
+    return rt_deny_reason_name(reason);
 }

@@ -28,13 +28,7 @@
 /* ---- configuration ---- */
 
 const rt_config_var auth_config_vars[] = {
-    RT_CFG_STR(auth_config, nats_url, "NATS_URL", "nats://127.0.0.1:4222", 0,
-               rt_config_check_nats_url, "NATS server URL(s), comma separated"),
-    RT_CFG_STR(auth_config, nats_user, "NATS_USER", "", 0, NULL, "NATS user (optional)"),
-    RT_CFG_STR(auth_config, nats_password, "NATS_PASSWORD", "", RT_CFG_SECRET, NULL,
-               "NATS password (optional)"),
-    RT_CFG_STR(auth_config, nats_creds_file, "NATS_CREDS_FILE", "", 0,
-               rt_config_check_optional_file, "NATS .creds file (optional)"),
+    RT_CFG_NATS_VARS(auth_config),
     RT_CFG_STR(auth_config, database_url, "DATABASE_URL", NULL, RT_CFG_REQUIRED,
                rt_config_check_postgres_url, "PostgreSQL connection URL"),
     RT_CFG_INT(auth_config, admin_port, "ADMIN_PORT", "9101", 0, 0, 65535,
@@ -179,8 +173,8 @@ static rt_status resolve_role(auth_role *out, auth_service *svc, const auth_clai
     auth_role role = ROLE(STUDENT);
 
     if (auth_members_role(svc->members, claims->sub, &role, &found)) {
-        *out = found ? role
-                     : (claims->app_role[0] ? role_from_text(claims->app_role) : ROLE(STUDENT));
+        *out =
+            found ? role : (claims->app_role[0] ? role_from_text(claims->app_role) : ROLE(STUDENT));
         return RT_OK;
     }
     if (auth_cache_get_role(svc->cache, claims->sub, &role, &from_db, now)) {

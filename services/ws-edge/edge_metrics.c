@@ -2,30 +2,11 @@
 
 #include <stdio.h>
 
+#include "rt_names.h"
 #include "rt_proto.h"
 
 static const int close_codes[EDGE_CLOSE_CODES] = {1000, 1001, 1006, 1007, 1008, 1009,
                                                   1012, 1013, 4401, 4408, 4429};
-
-static const char *verify_error_names[16] = {"ok",
-                                             "malformed",
-                                             "too_large",
-                                             "expired",
-                                             "not_yet_valid",
-                                             "issued_in_future",
-                                             "bad_signature",
-                                             "wrong_audience",
-                                             "wrong_issuer",
-                                             "algorithm_not_allowed",
-                                             "unknown_key",
-                                             "missing_subject",
-                                             "missing_expiry",
-                                             "internal",
-                                             "unavailable",
-                                             "timeout"};
-
-static const char *deny_names[8] = {"allowed",        "bad_room",    "not_member", "not_owner",
-                                    "unknown_lesson", "unavailable", "internal",   "timeout"};
 
 void edge_metrics_register(edge_metrics *m, rt_metrics *r)
 {
@@ -69,8 +50,8 @@ void edge_metrics_register(edge_metrics *m, rt_metrics *r)
                            "Room messages not delivered, by reason.", "reason=\"room_not_ready\"");
     m->auth_ok = rt_metrics_counter(r, "unpuzzle_edge_auth_total", "Token checks by result.",
                                     "result=\"ok\"");
-    for (int i = 1; i < 16; i++) {
-        snprintf(labels, sizeof(labels), "result=\"%s\"", verify_error_names[i]);
+    for (int i = 1; i <= UNPUZZLE__RT__V1__VERIFY_ERROR__VERIFY_ERROR_UNAVAILABLE; i++) {
+        snprintf(labels, sizeof(labels), "result=\"%s\"", rt_verify_error_name(i));
         m->auth_failed[i] =
             rt_metrics_counter(r, "unpuzzle_edge_auth_total", "Token checks by result.", labels);
     }
@@ -78,8 +59,8 @@ void edge_metrics_register(edge_metrics *m, rt_metrics *r)
     m->authorize_allowed =
         rt_metrics_counter(r, "unpuzzle_edge_authorize_total", "Room access decisions by result.",
                            "result=\"allowed\"");
-    for (int i = 1; i < 8; i++) {
-        snprintf(labels, sizeof(labels), "result=\"%s\"", deny_names[i]);
+    for (int i = 1; i <= UNPUZZLE__RT__V1__DENY_REASON__DENY_REASON_INTERNAL; i++) {
+        snprintf(labels, sizeof(labels), "result=\"%s\"", rt_deny_reason_name(i));
         m->authorize_denied[i] = rt_metrics_counter(r, "unpuzzle_edge_authorize_total",
                                                     "Room access decisions by result.", labels);
     }

@@ -62,6 +62,9 @@ def config_table(root, service):
     if not os.path.isfile(path):
         return None
     text = open(path, encoding="utf-8").read()
+    # Shared fragments of the table (RT_CFG_NATS_VARS) live in common/rt_config.h.
+    if "RT_CFG_NATS_VARS(" in text:
+        text += open(os.path.join(root, "common", "rt_config.h"), encoding="utf-8").read()
     table = {}
     for m in re.finditer(r'RT_CFG_[A-Z]+\(\s*\w+\s*,\s*\w+\s*,\s*"([A-Z0-9_]+)"\s*,\s*'
                          r'(NULL|"[^"]*")', text):

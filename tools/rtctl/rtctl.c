@@ -16,13 +16,7 @@
 #include "rt_log.h"
 
 static const rt_config_var rtctl_config_vars[] = {
-    RT_CFG_STR(rtctl_config, nats_url, "NATS_URL", "nats://127.0.0.1:4222", 0,
-               rt_config_check_nats_url, "NATS server URL(s), comma separated (publish)"),
-    RT_CFG_STR(rtctl_config, nats_user, "NATS_USER", "", 0, NULL, "NATS user (optional)"),
-    RT_CFG_STR(rtctl_config, nats_password, "NATS_PASSWORD", "", RT_CFG_SECRET, NULL,
-               "NATS password (optional)"),
-    RT_CFG_STR(rtctl_config, nats_creds_file, "NATS_CREDS_FILE", "", 0,
-               rt_config_check_optional_file, "NATS .creds file (optional)"),
+    RT_CFG_NATS_VARS(rtctl_config),
     RT_CFG_INT(rtctl_config, rooms_max_age_s, "ROOMS_MAX_AGE_S", "86400", 0, 60, 31536000,
                "room history kept, seconds (only when publish has to create the ROOMS stream)"),
     RT_CFG_INT(rtctl_config, rooms_max_per_room, "ROOMS_MAX_PER_ROOM", "1000", 0, 1, 1000000,
