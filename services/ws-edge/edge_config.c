@@ -68,6 +68,8 @@ const rt_config_var edge_config_vars[] = {
                "PEM private key"),
     RT_CFG_INT(edge_config, threads, "WS_THREADS", "0", 0, 0, 64,
                "event loops (one per core when 0)"),
+    RT_CFG_INT(edge_config, coalesce_ms, "WS_COALESCE_MS", "20", 0, 0, 1000,
+               "room messages arriving within this window of the last write share a frame"),
     RT_CFG_INT(edge_config, rpc_timeout_ms, "RPC_TIMEOUT_MS", "2000", 0, 50, 60000,
                "deadline of auth requests"),
     RT_CFG_INT(edge_config, authz_cache_ttl_ms, "AUTHZ_CACHE_TTL_MS", "30000", 0, 0, 3600000,

@@ -29,6 +29,7 @@ typedef struct edge_config {
     char *tls_cert;
     char *tls_key;
     int64_t threads;
+    int64_t coalesce_ms;
     int64_t rpc_timeout_ms;
     int64_t authz_cache_ttl_ms;
     int64_t rooms_max_age_s;

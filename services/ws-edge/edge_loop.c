@@ -202,7 +202,12 @@ struct edge_loop {
     deadline_fifo auth_deadlines; /* constant timeout: FIFO order = deadline order */
     deadline_heap expiries;       /* token expiries, min-heap */
     unsigned tick_count;
-    edge_conn **dirty; /* connections that got room messages in this inbox batch */
+    /* Connections that got room messages since the last flush, by id: a
+     * deferred flush must not touch a connection closed meanwhile. */
+    uint64_t *dirty;
+    uint64_t last_flush_ns;
+    bool flush_scheduled;
+    lws_sorted_usec_list_t sul_flush;
     size_t n_dirty, cap_dirty;
     uint64_t local_deliveries, local_frames, local_bytes; /* flushed to metrics per tick */
     lws_retry_bo_t no_validity; /* all zero: lws keeps no per-connection validity timer */
@@ -370,9 +375,9 @@ static void conn_send_ex(edge_conn *c, edge_msg *msg, bool batch)
         if (!c->dirty) {
             if (loop->n_dirty == loop->cap_dirty) {
                 loop->cap_dirty = loop->cap_dirty ? loop->cap_dirty * 2 : 1024;
-                loop->dirty = rt_realloc(loop->dirty, loop->cap_dirty * sizeof(edge_conn *));
+                loop->dirty = rt_realloc(loop->dirty, loop->cap_dirty * sizeof(uint64_t));
             }
-            loop->dirty[loop->n_dirty++] = c;
+            loop->dirty[loop->n_dirty++] = c->id;
             c->dirty = true;
         }
     } else if (c->q_len == 1) {
@@ -518,13 +523,44 @@ static int conn_writeable(edge_loop *loop, edge_conn *c)
     return 0;
 }
 
-/* Writes the connections that got room messages in this batch, directly:
+static void flush_dirty(edge_loop *loop);
+
+static void flush_timer(lws_sorted_usec_list_t *sul)
+{
+    edge_loop *loop = lws_container_of(sul, edge_loop, sul_flush);
+    loop->flush_scheduled = false;
+    flush_dirty(loop);
+}
+
+/* Flushes now, or, if the last flush was less than WS_COALESCE_MS ago, at
+ * that mark: under a high message rate each write then carries several
+ * messages (fewer syscalls here and in every client), while a quiet room
+ * still gets each message at once. */
+static void flush_soon(edge_loop *loop)
+{
+    if (!loop->n_dirty || loop->flush_scheduled)
+        return;
+    uint64_t now = rt_time_mono_ns();
+    uint64_t window = (uint64_t)loop->cfg->coalesce_ms * 1000000u;
+    if (now - loop->last_flush_ns >= window) {
+        flush_dirty(loop);
+        return;
+    }
+    loop->flush_scheduled = true;
+    lws_sul_schedule(loop->ctx, 0, &loop->sul_flush, flush_timer,
+                     (lws_usec_t)((loop->last_flush_ns + window - now) / 1000));
+}
+
+/* Writes the connections that got room messages since the last flush, directly:
  * at this point their sockets are almost always writable, and skipping the
  * WRITEABLE round trip saves two epoll_ctl calls per delivery. */
 static void flush_dirty(edge_loop *loop)
 {
+    loop->last_flush_ns = rt_time_mono_ns();
     for (size_t i = 0; i < loop->n_dirty; i++) {
-        edge_conn *c = loop->dirty[i];
+        edge_conn *c = rt_u64map_get(loop->conns, loop->dirty[i]);
+        if (!c)
+            continue;
         c->dirty = false;
         if (c->state == CONN_CLOSING || !c->q_len)
             continue;
@@ -1328,7 +1364,7 @@ static void handle_inbox(edge_loop *loop)
             break;
         }
     }
-    flush_dirty(loop);
+    flush_soon(loop);
 }
 
 static void loop_tick(lws_sorted_usec_list_t *sul)
