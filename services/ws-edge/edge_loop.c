@@ -498,10 +498,12 @@ static void flush_local_counters(edge_loop *loop)
 static int conn_writeable(edge_loop *loop, edge_conn *c)
 {
     if (c->ping_pending && !c->close_code) {
-        unsigned char ping[LWS_PRE + 4];
+        /* A one-byte payload: lws 4.1 reports an empty pong to nobody. */
+        unsigned char ping[LWS_PRE + 1];
+        ping[LWS_PRE] = 'p';
         c->ping_pending = false;
         c->ping_sent = true;
-        if (lws_write(c->wsi, ping + LWS_PRE, 0, LWS_WRITE_PING) < 0)
+        if (lws_write(c->wsi, ping + LWS_PRE, 1, LWS_WRITE_PING) < 0)
             return -1;
         if (c->q_len)
             lws_callback_on_writable(c->wsi);
