@@ -89,10 +89,11 @@ typedef struct edge_conn {
     size_t rx_len, rx_cap;
     edge_bucket bucket;
     edge_strikes rate_strikes, bad_strikes;
-    int64_t last_rx_ms; /* last frame or pong from the peer */
-    bool ping_pending;  /* a ping is to be written */
-    bool ping_sent;     /* a ping is out and unanswered */
-    bool dirty;         /* in loop->dirty: room messages to write */
+    int64_t last_rx_ms;   /* last frame or pong from the peer */
+    bool ping_pending;    /* a ping is to be written */
+    bool ping_sent;       /* a ping is out and unanswered */
+    int64_t ping_sent_ms; /* when it went out */
+    bool dirty;           /* in loop->dirty: room messages to write */
 } edge_conn;
 
 typedef struct edge_session {
@@ -503,6 +504,7 @@ static int conn_writeable(edge_loop *loop, edge_conn *c)
         ping[LWS_PRE] = 'p';
         c->ping_pending = false;
         c->ping_sent = true;
+        c->ping_sent_ms = rt_time_now_ms();
         if (lws_write(c->wsi, ping + LWS_PRE, 1, LWS_WRITE_PING) < 0)
             return -1;
         if (c->q_len)
@@ -1103,21 +1105,25 @@ static void check_deadlines(edge_loop *loop)
     }
 }
 
+/* Pings a connection silent for WS_PING_INTERVAL_MS and drops it when that
+ * ping stays unanswered for another interval: a dead peer goes after about
+ * two intervals, and a live one is never dropped for the sweep's timing. */
 static void check_liveness_one(void *arg, uint64_t key, void *value)
 {
     edge_loop *loop = arg;
     edge_conn *c = value;
-    int64_t idle = rt_time_now_ms() - c->last_rx_ms;
+    int64_t now = rt_time_now_ms();
     (void)key;
 
     if (c->state == CONN_CLOSING)
         return;
-    if (idle >= 2 * loop->cfg->ping_interval_ms) {
+    if (c->ping_sent && now - c->ping_sent_ms >= loop->cfg->ping_interval_ms) {
         /* Dead peer: nothing to say to it, drop the socket. */
         c->state = CONN_CLOSING;
         c->close_code = 1006;
         lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
-    } else if (idle >= loop->cfg->ping_interval_ms && !c->ping_sent && !c->ping_pending) {
+    } else if (!c->ping_sent && !c->ping_pending &&
+               now - c->last_rx_ms >= loop->cfg->ping_interval_ms) {
         c->ping_pending = true;
         lws_callback_on_writable(c->wsi);
     }
