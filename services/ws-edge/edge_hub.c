@@ -41,7 +41,27 @@ struct edge_hub {
     char epoch[EDGE_EPOCH_MAX + 1];
     bool stream_ready;
     atomic_bool stopping;
+
+    /* NATS callbacks hold it (read) while posting to loops; detaching the
+     * loops takes it (write), so no post can reach a loop being freed. */
+    pthread_rwlock_t loops_lock;
+    bool loops_detached;
 };
+
+/* Begins posting to the loops; false once they are detached (shutdown). */
+static bool loops_enter(edge_hub *hub)
+{
+    pthread_rwlock_rdlock(&hub->loops_lock);
+    if (!hub->loops_detached)
+        return true;
+    pthread_rwlock_unlock(&hub->loops_lock);
+    return false;
+}
+
+static void loops_leave(edge_hub *hub)
+{
+    pthread_rwlock_unlock(&hub->loops_lock);
+}
 
 /* ---- room messages (NATS thread) ---- */
 
@@ -113,9 +133,12 @@ static void on_room_message(natsConnection *nc, natsSubscription *sub, natsMsg *
             room->last_seq = seq;
     }
     pthread_mutex_unlock(&hub->lock);
-    for (int i = 0; i < hub->n_loops; i++)
-        if (mask & (1ull << i))
-            edge_loop_post_room_message(hub->loops[i], room_name, edge_msg_ref(msg));
+    if (loops_enter(hub)) {
+        for (int i = 0; i < hub->n_loops; i++)
+            if (mask & (1ull << i))
+                edge_loop_post_room_message(hub->loops[i], room_name, edge_msg_ref(msg));
+        loops_leave(hub);
+    }
     edge_msg_unref(msg);
 }
 
@@ -166,9 +189,12 @@ static void lookup_room(void *arg, void *item)
         snprintf(name, sizeof(name), "%s", room->name);
         pthread_mutex_unlock(&hub->lock);
         /* Loops replay what they received meanwhile with seq > this. */
-        for (int i = 0; i < hub->n_loops; i++)
-            if (mask & (1ull << i))
-                edge_loop_post_room_ready(hub->loops[i], name, seq);
+        if (loops_enter(hub)) {
+            for (int i = 0; i < hub->n_loops; i++)
+                if (mask & (1ull << i))
+                    edge_loop_post_room_ready(hub->loops[i], name, seq);
+            loops_leave(hub);
+        }
         break;
     }
     free(subject);
@@ -260,7 +286,12 @@ static void on_reply(natsConnection *nc, natsSubscription *sub, natsMsg *msg, vo
         return;
     }
     uint64_t request_id = strtoull(end + 1, NULL, 10);
+    if (!loops_enter(hub)) {
+        natsMsg_Destroy(msg);
+        return;
+    }
     edge_loop_post_rpc_reply(hub->loops[loop], request_id, msg);
+    loops_leave(hub);
 }
 
 static void on_invalidation(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
@@ -271,14 +302,17 @@ static void on_invalidation(natsConnection *nc, natsSubscription *sub, natsMsg *
     if (sub == hub->sub_inval_enrollment) {
         Unpuzzle__Rt__V1__EnrollmentChanged *e = unpuzzle__rt__v1__enrollment_changed__unpack(
             NULL, (size_t)natsMsg_GetDataLength(msg), (const uint8_t *)natsMsg_GetData(msg));
-        if (e) {
+        if (e && loops_enter(hub)) {
             for (int i = 0; i < hub->n_loops; i++)
                 edge_loop_post_invalidate(hub->loops[i], e->user_id);
-            unpuzzle__rt__v1__enrollment_changed__free_unpacked(e, NULL);
+            loops_leave(hub);
         }
-    } else {
+        if (e)
+            unpuzzle__rt__v1__enrollment_changed__free_unpacked(e, NULL);
+    } else if (loops_enter(hub)) {
         for (int i = 0; i < hub->n_loops; i++)
             edge_loop_post_invalidate(hub->loops[i], NULL);
+        loops_leave(hub);
     }
     natsMsg_Destroy(msg);
 }
@@ -305,6 +339,7 @@ rt_status edge_hub_create(edge_hub **out, const edge_config *config, edge_metric
     hub->metrics = metrics;
     hub->rooms = rt_strmap_create();
     pthread_mutex_init(&hub->lock, NULL);
+    pthread_rwlock_init(&hub->loops_lock, NULL);
     rt_status s = rt_workers_create(&hub->lookups, 2, 100000, lookup_room, discard_lookup, hub);
     if (s != RT_OK) {
         edge_hub_destroy(hub);
@@ -312,6 +347,13 @@ rt_status edge_hub_create(edge_hub **out, const edge_config *config, edge_metric
     }
     *out = hub;
     return RT_OK;
+}
+
+void edge_hub_detach_loops(edge_hub *hub)
+{
+    pthread_rwlock_wrlock(&hub->loops_lock);
+    hub->loops_detached = true;
+    pthread_rwlock_unlock(&hub->loops_lock);
 }
 
 void edge_hub_set_loops(edge_hub *hub, edge_loop **loops, int n_loops)
@@ -439,5 +481,6 @@ void edge_hub_destroy(edge_hub *hub)
     rt_strmap_destroy(hub->rooms);
     rt_nats_close(hub->nats, 2000);
     pthread_mutex_destroy(&hub->lock);
+    pthread_rwlock_destroy(&hub->loops_lock);
     free(hub);
 }

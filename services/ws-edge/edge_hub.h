@@ -34,6 +34,9 @@ typedef struct edge_hub edge_hub;
 rt_status edge_hub_create(edge_hub **out, const edge_config *config, edge_metrics *metrics);
 /* Gives the hub its loops (before any traffic). */
 void edge_hub_set_loops(edge_hub *hub, edge_loop **loops, int n_loops);
+/* From now on nothing is posted to the loops (call before stopping them):
+ * waits for any post in progress. */
+void edge_hub_detach_loops(edge_hub *hub);
 /* Connects to NATS (in the background if it is down) and subscribes to RPC
  * replies and cache invalidations. */
 rt_status edge_hub_connect(edge_hub *hub);

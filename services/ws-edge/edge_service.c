@@ -114,6 +114,9 @@ void edge_service_stop(edge_service *svc)
 {
     if (!svc)
         return;
+    /* NATS callbacks must not post to loops that are being freed. */
+    if (svc->hub)
+        edge_hub_detach_loops(svc->hub);
     for (int i = 0; i < svc->n_loops; i++)
         edge_loop_stop(svc->loops[i]);
     edge_hub_destroy(svc->hub);
