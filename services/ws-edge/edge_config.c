@@ -78,6 +78,8 @@ const rt_config_var edge_config_vars[] = {
                "room history kept in the ROOMS stream, seconds"),
     RT_CFG_INT(edge_config, rooms_max_per_room, "ROOMS_MAX_PER_ROOM", "1000", 0, 1, 1000000,
                "room history kept per room, messages"),
+    RT_CFG_INT(edge_config, rooms_max_resume, "ROOMS_MAX_RESUME", "1000", 0, 0, 1000000,
+               "messages one resume (subscribe with since) may replay"),
     RT_CFG_INT(edge_config, rooms_duplicate_window_s, "ROOMS_DUPLICATE_WINDOW_S", "120", 0, 1,
                86400, "JetStream dedupe window of Nats-Msg-Id, seconds"),
     RT_CFG_STR(edge_config, log_level, "LOG_LEVEL", "info", 0, rt_config_check_log_level,

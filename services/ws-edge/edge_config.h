@@ -34,6 +34,7 @@ typedef struct edge_config {
     int64_t authz_cache_ttl_ms;
     int64_t rooms_max_age_s;
     int64_t rooms_max_per_room;
+    int64_t rooms_max_resume;
     int64_t rooms_duplicate_window_s;
     char *log_level;
 } edge_config;

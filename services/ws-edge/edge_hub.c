@@ -142,12 +142,20 @@ static void on_room_message(natsConnection *nc, natsSubscription *sub, natsMsg *
     edge_msg_unref(msg);
 }
 
-/* ---- first subscription of a room: find its position (worker thread) ---- */
+/* ---- worker jobs: room positions and history replays ---- */
 
-static void lookup_room(void *arg, void *item)
+typedef struct hub_job {
+    bool replay;                       /* else: look a room's position up */
+    char subject[RT_ROOM_SUBJECT_MAX]; /* lookup: "rtd.v1.room.<kind>.<id>" */
+    char room[RT_ROOM_NAME_MAX];       /* replay */
+    int loop_index;
+    uint64_t conn_id, since_seq, until_seq;
+} hub_job;
+
+static void replay_room(edge_hub *hub, const hub_job *job);
+
+static void lookup_room(edge_hub *hub, const char *subject)
 {
-    edge_hub *hub = arg;
-    char *subject = item; /* "rtd.v1.room.<kind>.<id>" */
     char stored[RT_ROOM_SUBJECT_MAX];
     int backoff_ms = 50;
 
@@ -197,13 +205,145 @@ static void lookup_room(void *arg, void *item)
         }
         break;
     }
-    free(subject);
 }
 
-static void discard_lookup(void *arg, void *item)
+static void run_job(void *arg, void *item)
+{
+    hub_job *job = item;
+    if (job->replay)
+        replay_room(arg, job);
+    else
+        lookup_room(arg, job->subject);
+    free(job);
+}
+
+static void discard_job(void *arg, void *item)
 {
     (void)arg;
     free(item);
+}
+
+/* Reads the room's stored messages after since_seq up to until_seq and posts
+ * them to the loop. History provably reaches back when the message the
+ * client saw last (since_seq) is still stored for this room: retention drops
+ * a room's oldest messages first, so nothing after it is gone. Past
+ * ROOMS_MAX_RESUME messages, or when that message is gone, nothing is
+ * replayed and the client is told recovered:false. */
+static void replay_room(edge_hub *hub, const hub_job *job)
+{
+    rt_room room;
+    char stored[RT_ROOM_SUBJECT_MAX];
+    jsCtx *js = rt_nats_jetstream(hub->nats);
+    edge_replay *rp = rt_calloc(1, sizeof(*rp));
+    bool recovered = true;
+    size_t cap = 0;
+
+    rp->conn_id = job->conn_id;
+    rp->until_seq = job->until_seq;
+    snprintf(rp->room, sizeof(rp->room), "%s", job->room);
+    if (rt_room_parse(&room, job->room) != RT_OK) {
+        recovered = false;
+    } else {
+        rt_room_subject(stored, sizeof(stored), "rt.v1.room", &room);
+        jsDirectGetMsgOptions dg;
+        natsMsg *m = NULL;
+        if (job->since_seq > 0) {
+            jsDirectGetMsgOptions_Init(&dg);
+            dg.Sequence = job->since_seq;
+            if (js_DirectGetMsg(&m, js, "ROOMS", NULL, &dg) != NATS_OK ||
+                strcmp(natsMsg_GetSubject(m), stored) != 0)
+                recovered = false;
+            natsMsg_Destroy(m);
+        } else {
+            /* The client saw nothing of the room: only a stream that never
+             * dropped anything reaches back. */
+            jsStreamInfo *si = NULL;
+            jsErrCode jerr = 0;
+            if (js_GetStreamInfo(&si, js, "ROOMS", NULL, &jerr) != NATS_OK ||
+                si->State.FirstSeq > 1)
+                recovered = false;
+            jsStreamInfo_Destroy(si);
+        }
+        uint64_t next = job->since_seq + 1, prev = job->since_seq;
+        while (recovered && next <= job->until_seq) {
+            m = NULL;
+            jsDirectGetMsgOptions_Init(&dg);
+            dg.Sequence = next;
+            dg.NextBySubject = stored;
+            natsStatus s = js_DirectGetMsg(&m, js, "ROOMS", NULL, &dg);
+            if (s == NATS_NOT_FOUND)
+                break;
+            if (s != NATS_OK) {
+                recovered = false;
+                break;
+            }
+            uint64_t seq = header_u64(m, "Nats-Sequence");
+            if (seq == 0 || seq > job->until_seq) {
+                natsMsg_Destroy(m);
+                break;
+            }
+            if (rp->n == (size_t)hub->config->rooms_max_resume) {
+                natsMsg_Destroy(m);
+                recovered = false;
+                break;
+            }
+            Unpuzzle__Rt__V1__RoomMessage *rm = unpuzzle__rt__v1__room_message__unpack(
+                NULL, (size_t)natsMsg_GetDataLength(m), (const uint8_t *)natsMsg_GetData(m));
+            natsMsg_Destroy(m);
+            size_t len = 0;
+            char *json = rm ? edge_render_room_message(&len, rm, job->room, seq, prev) : NULL;
+            if (rm)
+                unpuzzle__rt__v1__room_message__free_unpacked(rm, NULL);
+            if (json) {
+                if (rp->n == cap) {
+                    cap = cap ? cap * 2 : 16;
+                    rp->msgs = rt_realloc(rp->msgs, cap * sizeof(edge_msg *));
+                }
+                rp->msgs[rp->n++] = edge_msg_new(json, len, seq, prev, 0);
+                free(json);
+                prev = seq;
+            }
+            next = seq + 1;
+        }
+    }
+    if (!recovered) {
+        for (size_t i = 0; i < rp->n; i++)
+            edge_msg_unref(rp->msgs[i]);
+        rp->n = 0;
+    }
+    rp->recovered = recovered;
+    if (loops_enter(hub)) {
+        edge_loop_post_replay(hub->loops[job->loop_index], rp);
+        loops_leave(hub);
+    } else {
+        edge_replay_free(rp);
+    }
+}
+
+void edge_hub_replay(edge_hub *hub, int loop_index, uint64_t conn_id, const char *room,
+                     uint64_t since_seq, uint64_t until_seq)
+{
+    hub_job *job = rt_calloc(1, sizeof(*job));
+    job->replay = true;
+    job->loop_index = loop_index;
+    job->conn_id = conn_id;
+    job->since_seq = since_seq;
+    job->until_seq = until_seq;
+    snprintf(job->room, sizeof(job->room), "%s", room);
+    if (rt_workers_submit(hub->lookups, job) != RT_OK) {
+        /* Queue full: answer at once that nothing was recovered. */
+        edge_replay *rp = rt_calloc(1, sizeof(*rp));
+        rp->conn_id = conn_id;
+        rp->until_seq = until_seq;
+        snprintf(rp->room, sizeof(rp->room), "%s", room);
+        free(job);
+        if (loops_enter(hub)) {
+            edge_loop_post_replay(hub->loops[loop_index], rp);
+            loops_leave(hub);
+        } else {
+            edge_replay_free(rp);
+        }
+    }
 }
 
 void edge_hub_join(edge_hub *hub, int loop_index, const char *room_name, bool *known,
@@ -235,8 +375,12 @@ void edge_hub_join(edge_hub *hub, int loop_index, const char *room_name, bool *k
             hr->sub = NULL;
         }
         rt_strmap_put(hub->rooms, subject, hr);
-        if (rt_workers_submit(hub->lookups, rt_strdup(subject)) != RT_OK)
+        hub_job *job = rt_calloc(1, sizeof(*job));
+        snprintf(job->subject, sizeof(job->subject), "%s", subject);
+        if (rt_workers_submit(hub->lookups, job) != RT_OK) {
+            free(job);
             rt_log_error("room position lookup queue full", "{s:s}", "subject", subject);
+        }
     }
     hr->loop_mask |= 1ull << loop_index;
     *known = hr->known;
@@ -340,7 +484,7 @@ rt_status edge_hub_create(edge_hub **out, const edge_config *config, edge_metric
     hub->rooms = rt_strmap_create();
     pthread_mutex_init(&hub->lock, NULL);
     pthread_rwlock_init(&hub->loops_lock, NULL);
-    rt_status s = rt_workers_create(&hub->lookups, 2, 100000, lookup_room, discard_lookup, hub);
+    rt_status s = rt_workers_create(&hub->lookups, 2, 100000, run_job, discard_job, hub);
     if (s != RT_OK) {
         edge_hub_destroy(hub);
         return s;

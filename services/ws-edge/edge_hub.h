@@ -59,6 +59,11 @@ void edge_hub_join(edge_hub *hub, int loop_index, const char *room, bool *known,
 /* A loop's last member of `room` left. */
 void edge_hub_leave(edge_hub *hub, int loop_index, const char *room);
 
+/* Reads the room's history after since_seq up to until_seq (on a worker) and
+ * posts it to the loop (edge_loop_post_replay) for connection conn_id. */
+void edge_hub_replay(edge_hub *hub, int loop_index, uint64_t conn_id, const char *room,
+                     uint64_t since_seq, uint64_t until_seq);
+
 /* Sends an RPC request whose reply goes to edge_loop_post_rpc_reply(loop,
  * request_id, ...). RT_ERR_UNAVAILABLE when NATS is down. */
 rt_status edge_hub_request(edge_hub *hub, int loop_index, uint64_t request_id, const char *subject,

@@ -58,6 +58,7 @@ typedef struct edge_member {
     bool has_since;
     uint64_t since_seq;
     char *since_epoch; /* NULL when !has_since */
+    bool replaying;    /* history is being read; live messages wait in the ring */
 } edge_member;
 
 typedef enum conn_state {
@@ -152,7 +153,8 @@ typedef enum ev_type {
     EV_ROOM_READY,
     EV_RPC_REPLY,
     EV_INVALIDATE,
-    EV_DRAIN
+    EV_DRAIN,
+    EV_REPLAY
 } ev_type;
 
 typedef struct loop_event {
@@ -161,6 +163,7 @@ typedef struct loop_event {
     edge_msg *msg;
     uint64_t value; /* seq, request id, or drain ms */
     natsMsg *reply;
+    edge_replay *replay;
 } loop_event;
 
 struct edge_loop {
@@ -251,6 +254,22 @@ void edge_loop_post_room_ready(edge_loop *loop, const char *room, uint64_t last_
 void edge_loop_post_rpc_reply(edge_loop *loop, uint64_t request_id, natsMsg *reply)
 {
     loop_event ev = {.type = EV_RPC_REPLY, .value = request_id, .reply = reply};
+    post(loop, &ev);
+}
+
+void edge_replay_free(edge_replay *rp)
+{
+    if (!rp)
+        return;
+    for (size_t i = 0; i < rp->n; i++)
+        edge_msg_unref(rp->msgs[i]);
+    free(rp->msgs);
+    free(rp);
+}
+
+void edge_loop_post_replay(edge_loop *loop, edge_replay *replay)
+{
+    loop_event ev = {.type = EV_REPLAY, .replay = replay};
     post(loop, &ev);
 }
 
@@ -607,16 +626,43 @@ static void room_free(edge_loop *loop, edge_room *r)
     free(r);
 }
 
-static void send_subscribed(edge_conn *c, const char *sub_id, const char *room, uint64_t seq,
-                            bool has_since, uint64_t since_seq, const char *since_epoch)
+static void send_subscribed_as(edge_conn *c, const char *sub_id, const char *room, uint64_t seq,
+                               bool recovered)
 {
     char epoch[EDGE_EPOCH_MAX + 1];
     size_t len = 0;
     edge_hub_epoch(c->loop->hub, epoch);
-    /* Without history replay, "recovered" is only true when the client has
-     * missed nothing: same epoch and already at the room's position. */
-    bool recovered = !has_since || (strcmp(since_epoch, epoch) == 0 && since_seq == seq);
     conn_send_text(c, edge_render_subscribed(&len, sub_id, room, epoch, seq, recovered));
+}
+
+/* Answers a subscribe at room position `seq`, replaying history first when
+ * the client comes back with a since behind it (same epoch). Returns true
+ * when a replay was started: the member stays inactive until it ends. */
+static bool answer_subscribe(edge_conn *c, edge_member *mb, const char *room, uint64_t seq,
+                             bool has_since, uint64_t since_seq, const char *since_epoch)
+{
+    char epoch[EDGE_EPOCH_MAX + 1];
+    edge_hub_epoch(c->loop->hub, epoch);
+    bool same_epoch = has_since && strcmp(since_epoch, epoch) == 0;
+    if (same_epoch && since_seq < seq) {
+        mb->replaying = true;
+        edge_hub_replay(c->loop->hub, c->loop->index, c->id, room, since_seq, seq);
+        return true;
+    }
+    /* Nothing to replay: recovered unless the client came from another
+     * epoch or claims a position the room never reached. */
+    send_subscribed_as(c, mb->sub_id, room, seq, !has_since || (same_epoch && since_seq == seq));
+    return false;
+}
+
+/* For a re-subscribe to a joined room (no replay: the member is live). */
+static void send_subscribed(edge_conn *c, const char *sub_id, const char *room, uint64_t seq,
+                            bool has_since, uint64_t since_seq, const char *since_epoch)
+{
+    char epoch[EDGE_EPOCH_MAX + 1];
+    edge_hub_epoch(c->loop->hub, epoch);
+    bool recovered = !has_since || (strcmp(since_epoch, epoch) == 0 && since_seq == seq);
+    send_subscribed_as(c, sub_id, room, seq, recovered);
 }
 
 static void conn_join(edge_conn *c, const pending_rpc *req)
@@ -660,9 +706,11 @@ static void conn_join(edge_conn *c, const pending_rpc *req)
     }
     r->members[r->n_members++] = (room_member_ref){c, slot};
     c->n_rooms++;
-    if (r->ready)
-        send_subscribed(c, req->client_id, r->name, r->last_seq, req->has_since, req->since_seq,
-                        req->since_epoch);
+    if (r->ready) {
+        if (answer_subscribe(c, mb, r->name, r->last_seq, req->has_since, req->since_seq,
+                             req->since_epoch))
+            mb->active = false;
+    }
     /* else: "subscribed" follows when the hub announces the room's position. */
 }
 
@@ -735,11 +783,10 @@ static void on_room_ready(edge_loop *loop, const char *name, uint64_t last_seq)
     for (uint32_t i = 0; i < r->n_members; i++) {
         room_member_ref ref = r->members[i];
         edge_member *mb = &ref.conn->rooms[ref.slot];
-        if (mb->active)
+        if (mb->active || mb->replaying)
             continue;
-        mb->active = true;
-        send_subscribed(ref.conn, mb->sub_id, r->name, last_seq, mb->has_since, mb->since_seq,
-                        mb->since_epoch ? mb->since_epoch : "");
+        mb->active = !answer_subscribe(ref.conn, mb, r->name, last_seq, mb->has_since,
+                                       mb->since_seq, mb->since_epoch ? mb->since_epoch : "");
         free(mb->since_epoch);
         mb->since_epoch = NULL;
         mb->has_since = false;
@@ -752,6 +799,28 @@ static void on_room_ready(edge_loop *loop, const char *name, uint64_t last_seq)
             room_deliver(loop, r, m);
         }
     }
+}
+
+/* A replay ended: "subscribed", the history, then what arrived live
+ * meanwhile (held in the room's ring), then live delivery. */
+static void on_replay(edge_loop *loop, edge_replay *rp)
+{
+    edge_conn *c = rt_u64map_get(loop->conns, rp->conn_id);
+    int slot = c ? conn_find_room(c, rp->room) : -1;
+    if (slot < 0 || !c->rooms[slot].replaying)
+        return; /* left, or closed, meanwhile */
+    edge_member *mb = &c->rooms[slot];
+    edge_room *r = mb->room;
+    send_subscribed_as(c, mb->sub_id, r->name, rp->until_seq, rp->recovered);
+    for (size_t i = 0; i < rp->n; i++)
+        conn_send(c, rp->msgs[i]);
+    for (uint32_t k = 0; k < r->recent_count; k++) {
+        edge_msg *m = r->recent[(r->recent_start + k) % RECENT_MAX];
+        if (m->seq > rp->until_seq && m->seq <= r->last_seq)
+            conn_send(c, m);
+    }
+    mb->replaying = false;
+    mb->active = true;
 }
 
 /* ---- RPCs ---- */
@@ -1369,6 +1438,10 @@ static void handle_inbox(edge_loop *loop)
             break;
         case EV_DRAIN:
             start_drain(loop, ev->value);
+            break;
+        case EV_REPLAY:
+            on_replay(loop, ev->replay);
+            edge_replay_free(ev->replay);
             break;
         }
     }

@@ -20,6 +20,7 @@
 #include "edge_config.h"
 #include "edge_metrics.h"
 #include "edge_msg.h"
+#include "rt_room.h"
 #include "rt_admin.h"
 #include "rt_status.h"
 
@@ -45,6 +46,18 @@ int edge_loop_port(const edge_loop *loop);
 /* Open WebSocket connections of this loop (any thread). */
 size_t edge_loop_connections(const edge_loop *loop);
 
+/* The result of a history replay (edge_hub_replay). */
+typedef struct edge_replay {
+    uint64_t conn_id;
+    char room[RT_ROOM_NAME_MAX];
+    uint64_t until_seq; /* the room position the replay reaches */
+    bool recovered;     /* false: history did not reach back; msgs is empty */
+    edge_msg **msgs;    /* rendered, in seq order (references owned) */
+    size_t n;
+} edge_replay;
+
+void edge_replay_free(edge_replay *replay);
+
 /* ---- from any thread ---- */
 /* A room message (the reference is handed over). */
 void edge_loop_post_room_message(edge_loop *loop, const char *room, edge_msg *msg);
@@ -52,6 +65,8 @@ void edge_loop_post_room_message(edge_loop *loop, const char *room, edge_msg *ms
 void edge_loop_post_room_ready(edge_loop *loop, const char *room, uint64_t last_seq);
 /* An RPC reply for request `request_id` (the message is handed over). */
 void edge_loop_post_rpc_reply(edge_loop *loop, uint64_t request_id, natsMsg *reply);
+/* A replay finished (the replay is handed over). */
+void edge_loop_post_replay(edge_loop *loop, edge_replay *replay);
 /* Cached room decisions of a user (or, with NULL, of every lesson room) are stale. */
 void edge_loop_post_invalidate(edge_loop *loop, const char *user_id);
 /* Stop accepting, close every connection with 1012 spread over drain_ms. */
