@@ -171,7 +171,8 @@ static rt_status write_text_file(const char *path, const char *text)
 }
 
 /* The current environment with `extra` ("NAME=VALUE") added; an extra entry
- * replaces an inherited one of the same name. Frees with env_free(). */
+ * replaces an inherited one of the same name, and a later extra entry an
+ * earlier one. Frees with env_free(). */
 static char **env_build(const char *const *extra)
 {
     size_t n_env = 0, n_extra = 0;
@@ -191,8 +192,18 @@ static char **env_build(const char *const *extra)
         if (!overridden)
             env[out++] = rt_strdup(environ[i]);
     }
-    for (size_t j = 0; j < n_extra; j++)
-        env[out++] = rt_strdup(extra[j]);
+    /* Among the extra entries, a later one replaces an earlier one of the
+     * same name (getenv() would see the first). */
+    for (size_t j = 0; j < n_extra; j++) {
+        const char *eq = strchr(extra[j], '=');
+        size_t name_len = eq ? (size_t)(eq - extra[j]) : strlen(extra[j]);
+        bool replaced = false;
+        for (size_t k = j + 1; k < n_extra && !replaced; k++)
+            replaced = strncmp(extra[k], extra[j], name_len) == 0 &&
+                       (extra[k][name_len] == '=' || extra[k][name_len] == '\0');
+        if (!replaced)
+            env[out++] = rt_strdup(extra[j]);
+    }
     env[out] = NULL;
     return env;
 }

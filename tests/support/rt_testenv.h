@@ -79,7 +79,8 @@ typedef struct rt_test_proc rt_test_proc;
  * `argv` (NULL-terminated, may be NULL; these follow argv[0], which is set to
  * the path: {"-c", "echo hi", NULL} for /bin/sh) and the current environment
  * plus `env` ("NAME=VALUE" strings, NULL-terminated, may be NULL; they
- * replace inherited variables of the same name). The child runs in its own
+ * replace inherited variables of the same name, and a later entry an earlier
+ * one of the same name). The child runs in its own
  * process group. Output goes to a log file in a temp dir. Fails (and nothing
  * runs) if the binary cannot be executed. */
 rt_status rt_test_proc_start(rt_test_proc **out, const char *path, const char *const *argv,

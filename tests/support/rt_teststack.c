@@ -59,23 +59,6 @@ rt_status rt_test_stack_connect(rt_test_stack *st)
     return RT_OK;
 }
 
-/* Adds "NAME=VALUE" to env (n entries, room for cap), replacing an entry of
- * the same name: rt_test_proc_start() passes duplicates on, and getenv()
- * would then see the first, so a caller's extra entry must replace ours. */
-static void env_set(const char **env, size_t *n, size_t cap, const char *entry)
-{
-    const char *eq = strchr(entry, '=');
-    size_t name_len = eq ? (size_t)(eq - entry) : strlen(entry);
-    for (size_t i = 0; i < *n; i++) {
-        if (strncmp(env[i], entry, name_len) == 0 && env[i][name_len] == '=') {
-            env[i] = entry;
-            return;
-        }
-    }
-    if (*n < cap)
-        env[(*n)++] = entry;
-}
-
 rt_status rt_test_stack_start_auth(rt_test_stack *st, const char *const *extra_env)
 {
     char nats_url[128], db_url[256], port[32], jwks[512];
@@ -94,8 +77,9 @@ rt_status rt_test_stack_start_auth(rt_test_stack *st, const char *const *extra_e
     env[n++] = jwks;
     env[n++] = "SUPABASE_JWT_SECRET=" RT_TEST_JWT_SECRET;
     env[n++] = "LOG_LEVEL=debug";
-    for (size_t i = 0; extra_env && extra_env[i]; i++)
-        env_set(env, &n, 31, extra_env[i]);
+    /* Later entries win (rt_test_proc_start), so the caller's override ours. */
+    for (size_t i = 0; extra_env && extra_env[i] && n < 31; i++)
+        env[n++] = extra_env[i];
     env[n] = NULL;
     if ((s = rt_test_proc_start(&st->auth, "auth", NULL, env)) != RT_OK)
         return s;
@@ -124,8 +108,8 @@ rt_status rt_test_stack_start_edge(rt_test_stack *st, const char *const *extra_e
     env[n++] = "WS_ALLOWED_ORIGINS=http://localhost:3000";
     env[n++] = "WS_THREADS=2";
     env[n++] = "LOG_LEVEL=debug";
-    for (size_t i = 0; extra_env && extra_env[i]; i++)
-        env_set(env, &n, 39, extra_env[i]);
+    for (size_t i = 0; extra_env && extra_env[i] && n < 39; i++)
+        env[n++] = extra_env[i];
     env[n] = NULL;
     if ((s = rt_test_proc_start(&e->proc, "ws-edge", NULL, env)) != RT_OK)
         return s;
