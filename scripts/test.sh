@@ -25,7 +25,11 @@ run_suite() { # name build_dir cmake_args...
   echo "=== $name: test"
   local log
   log=$(mktemp)
-  (cd "$dir" && ctest --output-on-failure -j"$jobs" "${CTEST_ARGS[@]}") 2>&1 | tee "$log"
+  # A failing test is run once more: a rare timing flake on a loaded 2-core
+  # machine does not sink the run, but its output stays in the log above the
+  # retry (grep "Failed" in CI output), and a real breakage fails twice.
+  (cd "$dir" && ctest --output-on-failure -j"$jobs" --repeat until-pass:2 "${CTEST_ARGS[@]}") \
+    2>&1 | tee "$log"
   local rc=${PIPESTATUS[0]}
   # ctest: "100% tests passed, 0 tests failed out of 42"
   local line n_total n_fail
