@@ -11,10 +11,13 @@ struct rt_nats {
     natsConnection *conn;
     jsCtx *js;
     atomic_bool connected;
-    atomic_bool closing;     /* rt_nats_close() is closing on purpose */
+    atomic_bool closing; /* rt_nats_close() is closing on purpose */
     atomic_bool closed_for_good;
     atomic_bool closed_done; /* the closed callback ran: no more callbacks */
     char name[64];
+    void (*on_reconnected)(void *arg);
+    void (*on_slow_consumer)(natsSubscription *sub, void *arg);
+    void *callback_arg;
 };
 
 rt_status rt_nats_error_record(natsStatus s, const char *what, const char *file, const char *func,
@@ -72,6 +75,8 @@ static void on_reconnected(natsConnection *nc, void *closure)
     natsConnection_GetConnectedUrl(nc, url, sizeof(url));
     atomic_store(&nats->connected, true);
     rt_log_info("nats reconnected", "{s:s}", "url", url);
+    if (nats->on_reconnected)
+        nats->on_reconnected(nats->callback_arg);
 }
 
 static void on_closed(natsConnection *nc, void *closure)
@@ -93,11 +98,13 @@ static void on_closed(natsConnection *nc, void *closure)
 
 static void on_error(natsConnection *nc, natsSubscription *sub, natsStatus err, void *closure)
 {
+    rt_nats *nats = closure;
     (void)nc;
-    (void)closure;
     const char *subject = sub ? natsSubscription_GetSubject(sub) : NULL;
     rt_log_error("nats async error", "{s:s, s:s}", "error", natsStatus_GetText(err), "subject",
                  subject ? subject : "");
+    if (err == NATS_SLOW_CONSUMER && sub && nats->on_slow_consumer)
+        nats->on_slow_consumer(sub, nats->callback_arg);
 }
 
 static rt_status build_options(natsOptions **out, rt_nats *nats, const rt_nats_options *o)
@@ -140,6 +147,11 @@ static rt_status build_options(natsOptions **out, rt_nats *nats, const rt_nats_o
      * until their deadline. */
     if (s == NATS_OK)
         s = natsOptions_SetFailRequestsOnDisconnect(opts, true);
+    if (s == NATS_OK && o->delivery_threads > 0) {
+        s = nats_SetMessageDeliveryPoolSize(o->delivery_threads);
+        if (s == NATS_OK)
+            s = natsOptions_UseGlobalMessageDelivery(opts, true);
+    }
     if (s == NATS_OK && o->user && *o->user)
         s = natsOptions_SetUserInfo(opts, o->user, o->password ? o->password : "");
     if (s == NATS_OK && o->creds_file && *o->creds_file)
@@ -167,6 +179,9 @@ rt_status rt_nats_connect(rt_nats **out, const rt_nats_options *options)
     atomic_init(&nats->closing, false);
     atomic_init(&nats->closed_for_good, false);
     atomic_init(&nats->closed_done, false);
+    nats->on_reconnected = options->on_reconnected;
+    nats->on_slow_consumer = options->on_slow_consumer;
+    nats->callback_arg = options->callback_arg;
     st = build_options(&opts, nats, options);
     if (st != RT_OK) {
         free(nats);

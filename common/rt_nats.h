@@ -25,6 +25,17 @@ typedef struct rt_nats_options {
     const char *user;       /* optional NATS user (deploy/nats per-service users) */
     const char *password;   /* optional; never logged */
     const char *creds_file; /* optional .creds file (decentralized auth) */
+    /* > 0: async subscriptions share this many delivery threads (nats.c's
+     * global delivery pool, process-wide) instead of one thread each; for a
+     * service with thousands of subscriptions (ws-edge rooms). Order within
+     * a subscription is kept. */
+    int delivery_threads;
+    /* Optional, on a nats.c thread: the connection came back (subscriptions
+     * are re-sent; whatever was published meanwhile was missed), and a
+     * subscription dropped messages (slow consumer). */
+    void (*on_reconnected)(void *arg);
+    void (*on_slow_consumer)(natsSubscription *sub, void *arg);
+    void *callback_arg;
 } rt_nats_options;
 
 typedef struct rt_nats rt_nats;

@@ -82,6 +82,9 @@ const rt_config_var edge_config_vars[] = {
                "messages one resume (subscribe with since) may replay"),
     RT_CFG_INT(edge_config, rooms_duplicate_window_s, "ROOMS_DUPLICATE_WINDOW_S", "120", 0, 1,
                86400, "JetStream dedupe window of Nats-Msg-Id, seconds"),
+    RT_CFG_INT(edge_config, nats_pending_msgs, "WS_NATS_PENDING_MSGS", "1000000", 0, 1, 100000000,
+               "room messages buffered per room subscription before nats.c drops (then repaired "
+               "from the stream)"),
     RT_CFG_STR(edge_config, log_level, "LOG_LEVEL", "info", 0, rt_config_check_log_level,
                "debug, info, warn or error"),
 };

@@ -36,6 +36,7 @@ typedef struct edge_config {
     int64_t rooms_max_per_room;
     int64_t rooms_max_resume;
     int64_t rooms_duplicate_window_s;
+    int64_t nats_pending_msgs;
     char *log_level;
 } edge_config;
 

@@ -154,7 +154,8 @@ typedef enum ev_type {
     EV_RPC_REPLY,
     EV_INVALIDATE,
     EV_DRAIN,
-    EV_REPLAY
+    EV_REPLAY,
+    EV_ROOMS_RESET
 } ev_type;
 
 typedef struct loop_event {
@@ -277,6 +278,12 @@ void edge_loop_post_invalidate(edge_loop *loop, const char *user_id)
 {
     loop_event ev = {.type = EV_INVALIDATE};
     snprintf(ev.key, sizeof(ev.key), "%s", user_id ? user_id : "");
+    post(loop, &ev);
+}
+
+void edge_loop_post_rooms_reset(edge_loop *loop)
+{
+    loop_event ev = {.type = EV_ROOMS_RESET};
     post(loop, &ev);
 }
 
@@ -1406,6 +1413,39 @@ static void start_drain(edge_loop *loop, uint64_t drain_ms)
     drain_step(loop);
 }
 
+static void reset_room(void *arg, const char *key, void *value)
+{
+    edge_room *r = value;
+    (void)arg;
+    (void)key;
+    r->ready = false;
+    r->last_seq = 0;
+    for (uint32_t k = 0; k < r->recent_count; k++)
+        edge_msg_unref(r->recent[(r->recent_start + k) % RECENT_MAX]);
+    r->recent_start = r->recent_count = 0;
+    for (uint32_t i = 0; i < r->n_members; i++) {
+        edge_member *mb = &r->members[i].conn->rooms[r->members[i].slot];
+        mb->active = false;
+        mb->replaying = false;
+    }
+}
+
+static void close_for_reset(void *arg, uint64_t key, void *value)
+{
+    (void)arg;
+    (void)key;
+    conn_close(value, 1012, "room history was reset; resubscribe with since");
+}
+
+/* The ROOMS stream was recreated: what every member holds is of the old
+ * epoch. Rooms wait for their new position; connections are closed so the
+ * clients resume and learn recovered:false. */
+static void rooms_reset(edge_loop *loop)
+{
+    rt_strmap_each(loop->rooms, reset_room, loop);
+    rt_u64map_each(loop->conns, close_for_reset, loop);
+}
+
 static void handle_inbox(edge_loop *loop)
 {
     pthread_mutex_lock(&loop->inbox_lock);
@@ -1442,6 +1482,9 @@ static void handle_inbox(edge_loop *loop)
         case EV_REPLAY:
             on_replay(loop, ev->replay);
             edge_replay_free(ev->replay);
+            break;
+        case EV_ROOMS_RESET:
+            rooms_reset(loop);
             break;
         }
     }

@@ -69,6 +69,10 @@ void edge_loop_post_rpc_reply(edge_loop *loop, uint64_t request_id, natsMsg *rep
 void edge_loop_post_replay(edge_loop *loop, edge_replay *replay);
 /* Cached room decisions of a user (or, with NULL, of every lesson room) are stale. */
 void edge_loop_post_invalidate(edge_loop *loop, const char *user_id);
+/* The ROOMS stream was recreated: every room waits for its new position
+ * (edge_loop_post_room_ready) and every connection is closed 1012, so
+ * clients resume (recovered:false: the epoch changed) and reload. */
+void edge_loop_post_rooms_reset(edge_loop *loop);
 /* Stop accepting, close every connection with 1012 spread over drain_ms. */
 void edge_loop_post_drain(edge_loop *loop, int drain_ms);
 

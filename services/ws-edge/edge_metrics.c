@@ -48,6 +48,30 @@ void edge_metrics_register(edge_metrics *m, rt_metrics *r)
     m->dropped_unready =
         rt_metrics_counter(r, "unpuzzle_edge_room_messages_dropped_total",
                            "Room messages not delivered, by reason.", "reason=\"room_not_ready\"");
+    m->gap_repairs = rt_metrics_counter(
+        r, "unpuzzle_edge_gap_repairs_total",
+        "Gaps in a room's sequence (a NATS reconnect or slow-consumer drop) by result.",
+        "result=\"repaired\"");
+    m->gap_repair_failures = rt_metrics_counter(
+        r, "unpuzzle_edge_gap_repairs_total",
+        "Gaps in a room's sequence (a NATS reconnect or slow-consumer drop) by result.",
+        "result=\"failed\"");
+    m->gap_repaired_messages =
+        rt_metrics_counter(r, "unpuzzle_edge_gap_repaired_messages_total",
+                           "Room messages read back from the ROOMS stream to fill gaps.", NULL);
+    m->nats_slow_consumer =
+        rt_metrics_counter(r, "unpuzzle_edge_nats_slow_consumer_total",
+                           "Times nats.c dropped room messages for a full pending buffer.", NULL);
+    m->history_reads = rt_metrics_counter(r, "unpuzzle_edge_history_reads_total",
+                                          "Room messages read from the ROOMS stream.", NULL);
+    m->replays_cached = rt_metrics_counter(
+        r, "unpuzzle_edge_resumes_total", "Subscribes with since that replayed history, by source.",
+        "source=\"cache\"");
+    m->replays_stream = rt_metrics_counter(
+        r, "unpuzzle_edge_resumes_total", "Subscribes with since that replayed history, by source.",
+        "source=\"stream\"");
+    m->epoch_resets = rt_metrics_counter(r, "unpuzzle_edge_epoch_resets_total",
+                                         "Times the ROOMS stream was found recreated.", NULL);
     m->auth_ok = rt_metrics_counter(r, "unpuzzle_edge_auth_total", "Token checks by result.",
                                     "result=\"ok\"");
     for (int i = 1; i <= UNPUZZLE__RT__V1__VERIFY_ERROR__VERIFY_ERROR_UNAVAILABLE; i++) {

@@ -25,6 +25,14 @@ typedef struct edge_metrics {
     rt_counter *slow_consumers;    /* closed 1013 */
     rt_counter *dropped_duplicate; /* room messages at or below the last seq */
     rt_counter *dropped_unready;   /* messages lost while a room was being set up */
+    rt_counter *gap_repairs;       /* gaps the hub filled from the ROOMS stream */
+    rt_counter *gap_repair_failures;
+    rt_counter *gap_repaired_messages;
+    rt_counter *nats_slow_consumer; /* nats.c dropped room messages (then repaired) */
+    rt_counter *history_reads;      /* messages read from the ROOMS stream */
+    rt_counter *replays_cached;     /* resumes answered from the hub's history */
+    rt_counter *replays_stream;     /* resumes that read the stream */
+    rt_counter *epoch_resets;       /* the ROOMS stream was recreated */
     rt_counter *auth_ok;
     rt_counter *auth_failed[16]; /* by VerifyError */
     rt_counter *authorize_allowed;

@@ -3,7 +3,9 @@
  * in order before live ones, with no gap and no duplicate at the seam; and
  * recovered:false, with nothing pretended, when history no longer reaches
  * back (per-room retention passed), when the replay would pass
- * ROOMS_MAX_RESUME, or when the stream's epoch changed.
+ * ROOMS_MAX_RESUME, or when the stream's epoch changed. And messages the
+ * edge's NATS subscription dropped (a slow consumer) are read back from the
+ * stream, so clients still get every one, in order.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -167,6 +169,62 @@ static void other_epoch_is_not_recovered(void **state)
     rt_testws_destroy(ws);
 }
 
+/* A burst straight into the stream (core publishes, as fast as NATS takes
+ * them) to an edge whose room subscription buffers one message: nats.c drops
+ * most of them as a slow consumer; the edge reads the gaps back from the
+ * stream and the client still gets every message once, in order. */
+static void slow_consumer_drops_are_repaired(void **state)
+{
+    (void)state;
+    const char *env[] = {"WS_NATS_PENDING_MSGS=1", NULL};
+    int idx = edge_test_start_edge(stack, env);
+    assert_true(idx >= 0);
+    int port = stack->edges[idx].port;
+    char epoch[80];
+    rt_testws *ws = ws_login(port, "stu-1");
+    uint64_t start = join(ws, "user:stu-1", epoch);
+
+    enum { BURST = 400 };
+    Unpuzzle__Rt__V1__RoomMessage rm = UNPUZZLE__RT__V1__ROOM_MESSAGE__INIT;
+    Unpuzzle__Rt__V1__ConfusionCreated cc = UNPUZZLE__RT__V1__CONFUSION_CREATED__INIT;
+    rm.type = UNPUZZLE__RT__V1__ROOM_MESSAGE_TYPE__ROOM_MESSAGE_TYPE_CONFUSION;
+    rm.action = UNPUZZLE__RT__V1__ROOM_ACTION__ROOM_ACTION_CREATE;
+    rm.payload_case = UNPUZZLE__RT__V1__ROOM_MESSAGE__PAYLOAD_CONFUSION_CREATED;
+    rm.confusion_created = &cc;
+    cc.course_id = "c3";
+    cc.user_id = "stu-2";
+    for (int i = 0; i < BURST; i++) {
+        char id[32];
+        snprintf(id, sizeof(id), "ev-burst-%d", i);
+        rm.event_id = id;
+        cc.event_id = id;
+        uint8_t buf[512];
+        size_t len = unpuzzle__rt__v1__room_message__pack(&rm, buf);
+        assert_int_equal(natsConnection_Publish(stack->nc, "rt.v1.room.user.stu-1", buf, (int)len),
+                         NATS_OK);
+    }
+    assert_int_equal(natsConnection_FlushTimeout(stack->nc, 5000), NATS_OK);
+
+    uint64_t prev = start;
+    for (int i = 0; i < BURST; i++) {
+        json_t *m = ws_next(ws);
+        uint64_t seq = (uint64_t)rt_json_int(m, "seq");
+        if (rt_json_int(m, "prevSeq") != (long long)prev || seq <= prev) {
+            char *text = json_dumps(m, JSON_COMPACT);
+            fail_msg("message %d after seq %llu: %s", i, (unsigned long long)prev, text);
+        }
+        prev = seq;
+        json_decref(m);
+    }
+    rt_testws_drain(ws, 300);
+    assert_int_equal(rt_testws_queued(ws), 0);
+    rt_testws_destroy(ws);
+    /* The burst did overflow the subscription, and the gaps were filled. */
+    assert_true(edge_metric(port, "unpuzzle_edge_nats_slow_consumer_total") > 0);
+    assert_true(edge_metric(port, "unpuzzle_edge_gap_repairs_total{result=\"repaired\"}") > 0);
+    assert_true(edge_metric(port, "unpuzzle_edge_gap_repaired_messages_total") > 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -174,6 +232,7 @@ int main(void)
         cmocka_unit_test(history_window_passed_is_not_recovered),
         cmocka_unit_test(too_many_to_replay_is_not_recovered),
         cmocka_unit_test(other_epoch_is_not_recovered),
+        cmocka_unit_test(slow_consumer_drops_are_repaired),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
