@@ -2,6 +2,7 @@
 
 #include "rt_names.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #define ROLE(x) UNPUZZLE__RT__V1__ROLE__ROLE_##x
@@ -18,17 +19,24 @@ static auth_decision deny(auth_deny_reason reason)
     return (auth_decision){.allowed = false, .reason = reason};
 }
 
+static auth_decision allow_course(const char *course_id)
+{
+    auth_decision d = allow();
+    snprintf(d.course_id, sizeof(d.course_id), "%s", course_id);
+    return d;
+}
+
 static auth_decision decide_course(const auth_membership_source *source, const char *user_id,
                                    auth_role role, const char *course_id)
 {
     auth_member_role member = MEMBER(UNSPECIFIED);
 
     if (role == ROLE(ADMIN))
-        return allow();
+        return allow_course(course_id);
     if (source->member_role(&member, source->ctx, course_id, user_id) != RT_OK)
         return deny(DENY(UNAVAILABLE));
     if (member == MEMBER(STUDENT) || member == MEMBER(INSTRUCTOR))
-        return allow();
+        return allow_course(course_id);
     return deny(DENY(NOT_MEMBER));
 }
 

@@ -39,6 +39,9 @@ typedef struct auth_membership_source {
 typedef struct auth_decision {
     bool allowed;
     auth_deny_reason reason; /* DENY_REASON_UNSPECIFIED when allowed */
+    /* Allowed course: and lesson: rooms: the course the room belongs to
+     * (ws-edge reports presence per course); "" otherwise. */
+    char course_id[RT_ID_MAX + 1];
 } auth_decision;
 
 /* Decides whether (user_id, role) may join `room` (a room name such as

@@ -148,6 +148,7 @@ static void reply_authorize(auth_service *svc, natsMsg *msg, auth_decision d, co
     r.allowed = d.allowed;
     r.reason = d.reason;
     r.message = (char *)(message ? message : "");
+    r.course_id = d.course_id;
     if ((size_t)d.reason < sizeof(svc->authorize_result) / sizeof(svc->authorize_result[0]))
         rt_counter_inc(svc->authorize_result[d.reason]);
     reply(svc, msg, &r.base);
@@ -250,7 +251,7 @@ static void handle_authorize(auth_service *svc, natsMsg *msg)
 
     if (!req) {
         rt_counter_inc(svc->bad_requests);
-        reply_authorize(svc, msg, (auth_decision){false, DENY(INTERNAL)},
+        reply_authorize(svc, msg, (auth_decision){.allowed = false, .reason = DENY(INTERNAL)},
                         "request is not an AuthorizeRequest");
         return;
     }
@@ -317,7 +318,7 @@ static void on_request(natsConnection *nc, natsSubscription *sub, natsMsg *msg, 
     if (req->kind == REQUEST_VERIFY)
         reply_verify_error(svc, msg, VERR(INTERNAL), "auth overloaded; try again");
     else
-        reply_authorize(svc, msg, (auth_decision){false, DENY(UNAVAILABLE)},
+        reply_authorize(svc, msg, (auth_decision){.allowed = false, .reason = DENY(UNAVAILABLE)},
                         "auth overloaded; try again");
     natsMsg_Destroy(msg);
     free(req);

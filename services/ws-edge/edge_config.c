@@ -85,6 +85,8 @@ const rt_config_var edge_config_vars[] = {
     RT_CFG_INT(edge_config, nats_pending_msgs, "WS_NATS_PENDING_MSGS", "1000000", 0, 1, 100000000,
                "room messages buffered per room subscription before nats.c drops (then repaired "
                "from the stream)"),
+    RT_CFG_INT(edge_config, presence_interval_ms, "PRESENCE_INTERVAL_MS", "10000", 0, 100, 600000,
+               "full presence published this often (and at once on join/leave)"),
     RT_CFG_STR(edge_config, log_level, "LOG_LEVEL", "info", 0, rt_config_check_log_level,
                "debug, info, warn or error"),
 };

@@ -37,6 +37,7 @@ typedef struct edge_config {
     int64_t rooms_max_resume;
     int64_t rooms_duplicate_window_s;
     int64_t nats_pending_msgs;
+    int64_t presence_interval_ms;
     char *log_level;
 } edge_config;
 

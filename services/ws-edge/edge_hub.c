@@ -789,6 +789,14 @@ rt_status edge_hub_request(edge_hub *hub, int loop_index, uint64_t request_id, c
     return RT_OK;
 }
 
+rt_status edge_hub_publish(edge_hub *hub, const char *subject, const void *data, size_t len)
+{
+    natsStatus s = natsConnection_Publish(rt_nats_connection(hub->nats), subject, data, (int)len);
+    if (s != NATS_OK)
+        return RT_NATS_ERR(s, subject);
+    return RT_OK;
+}
+
 /* ---- lifecycle ---- */
 
 rt_status edge_hub_create(edge_hub **out, const edge_config *config, edge_metrics *metrics)

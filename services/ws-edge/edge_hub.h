@@ -69,6 +69,10 @@ void edge_hub_replay(edge_hub *hub, int loop_index, uint64_t conn_id, const char
 rt_status edge_hub_request(edge_hub *hub, int loop_index, uint64_t request_id, const char *subject,
                            const void *data, size_t len);
 
+/* A core NATS publish (presence): fire and forget, RT_ERR_UNAVAILABLE
+ * when NATS is down. */
+rt_status edge_hub_publish(edge_hub *hub, const char *subject, const void *data, size_t len);
+
 /* Unsubscribes everything and closes NATS. NULL harmless. */
 void edge_hub_destroy(edge_hub *hub);
 

@@ -59,6 +59,7 @@ typedef struct edge_member {
     uint64_t since_seq;
     char *since_epoch; /* NULL when !has_since */
     bool replaying;    /* history is being read; live messages wait in the ring */
+    bool in_presence;  /* counted in edge_presence (course: and lesson: rooms) */
 } edge_member;
 
 typedef enum conn_state {
@@ -112,6 +113,8 @@ typedef struct room_member_ref {
 
 struct edge_room {
     char name[RT_ROOM_NAME_MAX];
+    char course_id[RT_ID_MAX + 1]; /* course: and lesson: rooms (presence); else "" */
+    const char *lesson_id;         /* inside name for lesson: rooms; else "" */
     room_member_ref *members;
     uint32_t n_members, cap_members;
     bool ready;
@@ -131,7 +134,14 @@ typedef struct pending_rpc {
     bool has_since;
     uint64_t since_seq;
     char since_epoch[EDGE_EPOCH_MAX + 1];
+    char course_id[RT_ID_MAX + 1]; /* from the authorize reply (presence) */
 } pending_rpc;
+
+/* A remembered "allowed" (authz_cache). */
+typedef struct authz_entry {
+    uint64_t expires_ns;
+    char course_id[RT_ID_MAX + 1];
+} authz_entry;
 
 typedef struct deadline {
     int64_t at_ms;
@@ -171,6 +181,7 @@ struct edge_loop {
     int index;
     const edge_config *cfg;
     edge_hub *hub;
+    edge_presence *presence;
     edge_metrics *m;
     rt_metrics *registry;
     rt_admin_ready_fn ready;
@@ -192,7 +203,7 @@ struct edge_loop {
     rt_strmap *rooms;       /* name -> edge_room */
     rt_u64map *conns;       /* id -> edge_conn */
     rt_u64map *pending;     /* request id -> pending_rpc */
-    rt_strmap *authz_cache; /* "user\x1froom" -> expiry (uint64_t*) */
+    rt_strmap *authz_cache; /* "user\x1froom" -> authz_entry */
     uint64_t next_conn_id, next_request_id;
     lws_sorted_usec_list_t sul_tick;
     unsigned char *scratch;
@@ -682,6 +693,7 @@ static void conn_join(edge_conn *c, const pending_rpc *req)
         uint64_t last = 0;
         r = rt_calloc(1, sizeof(*r));
         snprintf(r->name, sizeof(r->name), "%s", req->room);
+        r->lesson_id = strncmp(r->name, "lesson:", 7) == 0 ? r->name + 7 : "";
         rt_strmap_put(loop->rooms, r->name, r);
         rt_gauge_add(loop->m->rooms, 1);
         edge_hub_join(loop->hub, loop->index, r->name, &known, &last);
@@ -713,6 +725,13 @@ static void conn_join(edge_conn *c, const pending_rpc *req)
     }
     r->members[r->n_members++] = (room_member_ref){c, slot};
     c->n_rooms++;
+    if (!r->course_id[0] && req->course_id[0])
+        snprintf(r->course_id, sizeof(r->course_id), "%s", req->course_id);
+    if (r->course_id[0]) {
+        edge_presence_join(loop->presence, c->user_id, r->course_id, r->lesson_id,
+                           rt_time_now_ms());
+        mb->in_presence = true;
+    }
     if (r->ready) {
         if (answer_subscribe(c, mb, r->name, r->last_seq, req->has_since, req->since_seq,
                              req->since_epoch))
@@ -732,6 +751,8 @@ static void conn_leave_slot(edge_conn *c, uint16_t slot)
         room_member_ref moved = r->members[i];
         moved.conn->rooms[moved.slot].index = i;
     }
+    if (mb->in_presence)
+        edge_presence_leave(c->loop->presence, c->user_id, r->course_id, r->lesson_id);
     free(mb->since_epoch);
     memset(mb, 0, sizeof(*mb));
     c->n_rooms--;
@@ -964,12 +985,17 @@ static void on_authorize_reply(edge_conn *c, const pending_rpc *p, natsMsg *repl
                 rt_strmap_destroy(loop->authz_cache);
                 loop->authz_cache = rt_strmap_create();
             }
-            uint64_t *exp = rt_malloc(sizeof(*exp));
-            *exp = rt_time_mono_ns() + (uint64_t)loop->cfg->authz_cache_ttl_ms * 1000000u;
-            free(rt_strmap_put(loop->authz_cache, key, exp));
+            authz_entry *e = rt_calloc(1, sizeof(*e));
+            e->expires_ns = rt_time_mono_ns() + (uint64_t)loop->cfg->authz_cache_ttl_ms * 1000000u;
+            snprintf(e->course_id, sizeof(e->course_id), "%s", r->course_id ? r->course_id : "");
+            free(rt_strmap_put(loop->authz_cache, key, e));
         }
-        if (conn_find_room(c, p->room) < 0)
-            conn_join(c, p);
+        if (conn_find_room(c, p->room) < 0) {
+            pending_rpc joined = *p;
+            snprintf(joined.course_id, sizeof(joined.course_id), "%s",
+                     r->course_id ? r->course_id : "");
+            conn_join(c, &joined);
+        }
     }
     if (r)
         unpuzzle__rt__v1__authorize_reply__free_unpacked(r, NULL);
@@ -1066,9 +1092,10 @@ static void handle_subscribe(edge_conn *c, edge_in_frame *f)
 
     char key[RT_ID_MAX + RT_ROOM_NAME_MAX + 2];
     authz_cache_key(key, sizeof(key), c->user_id, f->room_name);
-    uint64_t *exp = rt_strmap_get(loop->authz_cache, key);
-    if (exp && *exp > rt_time_mono_ns()) {
+    authz_entry *cached = rt_strmap_get(loop->authz_cache, key);
+    if (cached && cached->expires_ns > rt_time_mono_ns()) {
         rt_counter_inc(loop->m->authz_cache_hits);
+        snprintf(req.course_id, sizeof(req.course_id), "%s", cached->course_id);
         conn_join(c, &req);
         return;
     }
@@ -1675,6 +1702,7 @@ rt_status edge_loop_start(edge_loop **out, const edge_loop_options *o)
     loop->index = o->index;
     loop->cfg = cfg;
     loop->hub = o->hub;
+    loop->presence = o->presence;
     loop->m = o->metrics;
     loop->registry = o->registry;
     loop->ready = o->ready;

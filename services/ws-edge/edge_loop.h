@@ -19,6 +19,7 @@
 
 #include "edge_config.h"
 #include "edge_metrics.h"
+#include "edge_presence.h"
 #include "edge_msg.h"
 #include "rt_room.h"
 #include "rt_admin.h"
@@ -33,6 +34,7 @@ typedef struct edge_loop_options {
     const edge_config *config; /* borrowed */
     edge_hub *hub;             /* borrowed */
     edge_metrics *metrics;     /* borrowed */
+    edge_presence *presence;   /* borrowed; course: and lesson: memberships */
     rt_metrics *registry;      /* for /metrics */
     rt_admin_ready_fn ready;   /* for /readyz */
     void *ready_arg;

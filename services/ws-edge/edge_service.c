@@ -1,5 +1,6 @@
 #include "edge_service.h"
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,10 +9,17 @@
 #include "edge_hub.h"
 #include "edge_loop.h"
 #include "edge_metrics.h"
+#include "edge_presence.h"
 #include "rt_alloc.h"
 #include "rt_log.h"
+#include "rt_time.h"
 
 #define MAX_LOOPS 64
+/* Presence after a join/leave goes out within this long (joins in a connect
+ * storm share one update). */
+#define PRESENCE_MIN_GAP_MS 200
+/* Entries per presence message (~150 bytes each: well under NATS's 1 MiB). */
+#define PRESENCE_PART_ENTRIES 4000
 
 struct edge_service {
     const edge_config *config;
@@ -22,7 +30,57 @@ struct edge_service {
     int n_loops;
     int port;
     atomic_bool draining;
+    edge_presence *presence;
+    pthread_t presence_thread;
+    bool presence_started;
+    atomic_bool presence_stop;
+    char instance[24]; /* random per process: presence sequences restart with it */
+    char presence_subject[128];
 };
+
+/* Publishes the whole presence of this edge (in parts when large). */
+static void publish_presence(edge_service *svc)
+{
+    Unpuzzle__Rt__V1__PresenceUpdate **parts = NULL;
+    size_t n = edge_presence_snapshot(
+        svc->presence, &parts, PRESENCE_PART_ENTRIES, svc->config->edge_id, svc->instance,
+        (uint32_t)svc->config->presence_interval_ms, rt_time_now_ms());
+    for (size_t k = 0; k < n; k++) {
+        size_t len = unpuzzle__rt__v1__presence_update__get_packed_size(parts[k]);
+        uint8_t *buf = rt_malloc(len ? len : 1);
+        unpuzzle__rt__v1__presence_update__pack(parts[k], buf);
+        if (edge_hub_publish(svc->hub, svc->presence_subject, buf, len) != RT_OK)
+            rt_log_debug("presence not published (NATS down); the next interval retries", NULL);
+        free(buf);
+    }
+    edge_presence_free_parts(parts, n);
+}
+
+/* At once after a change (at most every PRESENCE_MIN_GAP_MS), and every
+ * PRESENCE_INTERVAL_MS so the aggregator's TTL never expires a live edge. */
+static void *presence_main(void *arg)
+{
+    edge_service *svc = arg;
+    int64_t interval = svc->config->presence_interval_ms, last = 0;
+    while (!atomic_load(&svc->presence_stop)) {
+        int64_t now = rt_time_now_ms();
+        int64_t wait = last + interval - now;
+        edge_presence_wait(svc->presence, (int)(wait > 0 ? (wait < 1000 ? wait : 1000) : 0));
+        if (atomic_load(&svc->presence_stop))
+            break;
+        now = rt_time_now_ms();
+        bool changed = edge_presence_changed(svc->presence);
+        if (changed && now - last < PRESENCE_MIN_GAP_MS) {
+            nats_Sleep(PRESENCE_MIN_GAP_MS - (now - last));
+            now = rt_time_now_ms();
+        }
+        if (changed || now - last >= interval) {
+            publish_presence(svc);
+            last = now;
+        }
+    }
+    return NULL;
+}
 
 rt_status edge_service_start(edge_service **out, const edge_config *config, rt_metrics *registry)
 {
@@ -41,6 +99,13 @@ rt_status edge_service_start(edge_service **out, const edge_config *config, rt_m
     if (svc->n_loops > MAX_LOOPS)
         svc->n_loops = MAX_LOOPS;
 
+    svc->presence = edge_presence_create();
+    atomic_init(&svc->presence_stop, false);
+    snprintf(svc->instance, sizeof(svc->instance), "%016llx",
+             (unsigned long long)(rt_time_mono_ns() ^ ((uint64_t)rt_time_now_ms() << 20) ^
+                                  (uint64_t)getpid()));
+    snprintf(svc->presence_subject, sizeof(svc->presence_subject), "presence.v1.edge.%s",
+             config->edge_id);
     if ((s = edge_hub_create(&svc->hub, config, &svc->metrics)) != RT_OK)
         goto fail;
     edge_hub_set_loops(svc->hub, svc->loops, svc->n_loops);
@@ -53,6 +118,7 @@ rt_status edge_service_start(edge_service **out, const edge_config *config, rt_m
                                 .config = config,
                                 .hub = svc->hub,
                                 .metrics = &svc->metrics,
+                                .presence = svc->presence,
                                 .registry = registry,
                                 .ready = edge_service_ready,
                                 .ready_arg = svc};
@@ -62,6 +128,11 @@ rt_status edge_service_start(edge_service **out, const edge_config *config, rt_m
         svc->port = edge_loop_port(svc->loops[i]);
     }
     edge_hub_tick(svc->hub);
+    if (pthread_create(&svc->presence_thread, NULL, presence_main, svc) != 0) {
+        s = RT_ERR(RT_ERR_INTERNAL, "cannot start the presence thread");
+        goto fail;
+    }
+    svc->presence_started = true;
     *out = svc;
     return RT_OK;
 fail:
@@ -114,11 +185,22 @@ void edge_service_stop(edge_service *svc)
 {
     if (!svc)
         return;
+    if (svc->presence_started) {
+        atomic_store(&svc->presence_stop, true);
+        pthread_join(svc->presence_thread, NULL);
+    }
     /* NATS callbacks must not post to loops that are being freed. */
     if (svc->hub)
         edge_hub_detach_loops(svc->hub);
     for (int i = 0; i < svc->n_loops; i++)
         edge_loop_stop(svc->loops[i]);
+    if (svc->hub && svc->presence_started) {
+        /* Nobody is here any more: say so rather than wait for the TTL. */
+        edge_presence_destroy(svc->presence);
+        svc->presence = edge_presence_create();
+        publish_presence(svc);
+    }
     edge_hub_destroy(svc->hub);
+    edge_presence_destroy(svc->presence);
     free(svc);
 }

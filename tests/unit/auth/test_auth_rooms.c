@@ -188,8 +188,15 @@ static void test_lesson_rooms(void **state)
     run_cases(&src, cases, sizeof(cases) / sizeof(cases[0]));
     /* The lesson's course, not the lesson id, is what membership is asked about. */
     f.member_calls = 0;
-    assert_true(auth_rooms_decide(&src, "stu", ROLE(STUDENT), "lesson:l1").allowed);
+    auth_decision d = auth_rooms_decide(&src, "stu", ROLE(STUDENT), "lesson:l1");
+    assert_true(d.allowed);
     assert_int_equal(f.member_calls, 1);
+    /* The decision names the course (ws-edge's presence), for admins too. */
+    assert_string_equal(d.course_id, "c1");
+    assert_string_equal(auth_rooms_decide(&src, "adm", ROLE(ADMIN), "lesson:l2").course_id, "c2");
+    assert_string_equal(auth_rooms_decide(&src, "stu", ROLE(STUDENT), "course:c1").course_id, "c1");
+    assert_string_equal(auth_rooms_decide(&src, "stu", ROLE(STUDENT), "user:stu").course_id, "");
+    assert_string_equal(auth_rooms_decide(&src, "stu", ROLE(STUDENT), "course:c2").course_id, "");
 }
 
 static void test_user_rooms(void **state)
