@@ -53,8 +53,7 @@ static void free_set_entry(void *arg, const char *key, void *value)
 }
 
 rt_status auth_members_create(auth_members **out, auth_store *store, uint64_t set_ttl_ns,
-                              size_t max_courses, size_t max_members_per_course,
-                              size_t max_roles)
+                              size_t max_courses, size_t max_members_per_course, size_t max_roles)
 {
     auth_members *m = rt_calloc(1, sizeof(*m));
     m->store = store;
@@ -114,8 +113,8 @@ rt_status auth_members_member_role(auth_member_role *out, void *ctx, const char 
 
     rt_strmap *roles = rt_strmap_create();
     size_t count = 0;
-    rt_status s = auth_store_course_members(m->store, course_id, m->max_members, add_member,
-                                            roles, &count);
+    rt_status s =
+        auth_store_course_members(m->store, course_id, m->max_members, add_member, roles, &count);
     if (s != RT_OK && s != RT_ERR_LIMIT) {
         rt_strmap_destroy(roles);
         return s;

@@ -31,8 +31,7 @@
 typedef struct auth_members auth_members;
 
 rt_status auth_members_create(auth_members **out, auth_store *store, uint64_t set_ttl_ns,
-                              size_t max_courses, size_t max_members_per_course,
-                              size_t max_roles);
+                              size_t max_courses, size_t max_members_per_course, size_t max_roles);
 void auth_members_destroy(auth_members *members); /* NULL harmless */
 
 /* auth_membership_source.member_role (ctx is the auth_members). */
