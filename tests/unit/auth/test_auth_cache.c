@@ -24,8 +24,8 @@
 
 static const uint64_t SEC = 1000000000ull;
 
-static const auth_decision ALLOWED = {true, DENY(UNSPECIFIED)};
-static const auth_decision NOT_MEMBER = {false, DENY(NOT_MEMBER)};
+static const auth_decision ALLOWED = {.allowed = true, .reason = DENY(UNSPECIFIED)};
+static const auth_decision NOT_MEMBER = {.allowed = false, .reason = DENY(NOT_MEMBER)};
 
 static auth_cache *new_cache(size_t max_users)
 {
@@ -37,7 +37,7 @@ static auth_cache *new_cache(size_t max_users)
 
 static bool has_decision(auth_cache *c, const char *user, const char *room, uint64_t now)
 {
-    auth_decision d = {false, DENY(INTERNAL)};
+    auth_decision d = {.allowed = false, .reason = DENY(INTERNAL)};
     return auth_cache_get_decision(c, user, room, &d, now);
 }
 
@@ -81,7 +81,7 @@ static void test_decision_ttl(void **state)
     auth_cache *c = new_cache(16);
     uint64_t now = rt_time_mono_ns();
     uint64_t g = auth_cache_generation(c);
-    auth_decision d = {false, DENY(INTERNAL)};
+    auth_decision d = {.allowed = false, .reason = DENY(INTERNAL)};
 
     assert_false(auth_cache_get_decision(c, "u1", "course:1", &d, now));
     auth_cache_put_decision(c, "u1", "course:1", ALLOWED, now + 5 * SEC, g);
@@ -398,7 +398,8 @@ static void *smoke_thread(void *p)
         snprintf(user, sizeof(user), "u%d", u);
         snprintf(room, sizeof(room), "%s:%d", (i & 1) ? "lesson" : "course", i % 11);
         uint64_t g = auth_cache_generation(a->cache);
-        auth_decision want = {u % 2 == 0, u % 2 == 0 ? DENY(UNSPECIFIED) : DENY(NOT_MEMBER)};
+        auth_decision want = {.allowed = u % 2 == 0,
+                              .reason = u % 2 == 0 ? DENY(UNSPECIFIED) : DENY(NOT_MEMBER)};
         auth_cache_put_decision(a->cache, user, room, want, now + 60 * SEC, g);
         auth_cache_put_role(a->cache, user, ROLE(STUDENT), true, now + 60 * SEC, g);
         auth_decision got;
