@@ -9,6 +9,13 @@
  *                         p50/p99/max publish->receive latency, lost, dups
  *   bench-edge storm N    N clients connect+auth+subscribe at once; time
  *                         until all are subscribed
+ *   bench-edge resume N   N members of --rooms K rooms drop their sockets at
+ *                         once; --missed M messages per room are published
+ *                         to JetStream; all reconnect at once and subscribe
+ *                         with since {seq,epoch}; time until every client has
+ *                         its M messages (exactly once, in order, prevSeq
+ *                         chain intact, recovered:true) and the edge's peak
+ *                         RSS (VmRSS sampled every 20 ms, and VmHWM)
  *   bench-edge probe      one connection to --edge-url, sends each --send
  *                         text frame after the handshake, prints what comes
  *                         back (check against any WebSocket server)
@@ -73,6 +80,7 @@
 #define MAX_SEND 8
 #define MAX_EDGE_ENV 16
 #define CONNS_PER_SOURCE 20000
+#define MAX_ROOMS 1000
 #define SCRATCH_MIN (256 * 1024)
 #define MAX_FRAME (64u * 1024 * 1024)
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -122,7 +130,7 @@ static uint64_t hist_percentile(const uint32_t *h, double p)
 /* ------------------------------------------------------------------ */
 /* configuration */
 
-enum { SC_IDLE = 1, SC_FANOUT, SC_STORM, SC_PROBE, SC_SELFTEST };
+enum { SC_IDLE = 1, SC_FANOUT, SC_STORM, SC_RESUME, SC_PROBE, SC_SELFTEST };
 
 typedef struct target {
     struct sockaddr_in addr;
@@ -147,6 +155,11 @@ typedef struct config {
     bool verbose;
     bool nats_mode; /* --server nats: clients speak NATS over nats-server's WebSocket */
     int edge_threads;
+    int rooms;              /* resume: members spread over this many rooms */
+    int missed;             /* resume: messages published per room while away */
+    int resume_timeout_s;   /* resume: reconnect start .. everyone caught up */
+    int resume_concurrency; /* resume: handshakes in flight per worker at reconnect */
+    double drop_pause_s;    /* resume: drop .. publishing */
     const char *edge_urls;
     const char *nats_url;
     const char *secret;
@@ -169,6 +182,10 @@ typedef struct config {
 
 static config cfg = {
     .edges = 1,
+    .rooms = 1,
+    .missed = 100,
+    .resume_timeout_s = 300,
+    .drop_pause_s = 1,
     .duration_s = 5,
     .step_s = 5,
     .payload_bytes = 200,
@@ -185,8 +202,8 @@ static config cfg = {
 /* ------------------------------------------------------------------ */
 /* worker <-> parent messages */
 
-enum { MSG_READY = 1, MSG_STEP = 2 };
-enum { CMD_GO = 1, CMD_REPORT = 2, CMD_QUIT = 3 };
+enum { MSG_READY = 1, MSG_STEP = 2, MSG_DROPPED = 3, MSG_RESUME = 4 };
+enum { CMD_GO = 1, CMD_REPORT = 2, CMD_QUIT = 3, CMD_DROP = 4, CMD_ROOM = 5, CMD_RESUME = 6 };
 
 enum {
     FAIL_CONNECT = 0, /* socket/connect errors */
@@ -203,8 +220,9 @@ static const char *const fail_names[FAIL_N] = {"connect", "handshake", "auth",  
 
 typedef struct cmd_msg {
     uint32_t type;
-    uint32_t step;
-    uint64_t expected;
+    uint32_t step;     /* CMD_ROOM: room index */
+    uint64_t expected; /* CMD_ROOM: the room's last acked seq; CMD_RESUME: t0 (ns) */
+    uint64_t aux;      /* CMD_ROOM: the room's last pubseq */
 } cmd_msg;
 
 typedef struct msg_hdr {
@@ -245,6 +263,42 @@ typedef struct step_report {
     step_stats st;
 } step_report;
 
+typedef struct drop_report {
+    uint32_t worker;
+    uint32_t dropped;     /* subscribed connections closed */
+    uint32_t not_members; /* connections that never subscribed: not resumed */
+} drop_report;
+
+/* resume: one worker's view of the reconnect, sent every 250 ms and when
+ * every dropped connection is settled (caught up, recovered:false, failed). */
+typedef struct resume_report {
+    uint32_t worker;
+    uint32_t n;              /* dropped connections, all reconnecting */
+    uint32_t settled;        /* caught up, recovered:false, failed or timed out */
+    uint32_t subscribed;     /* got subscribed */
+    uint32_t recovered;      /* ... with recovered:true */
+    uint32_t not_recovered;  /* ... with recovered:false */
+    uint32_t epoch_changed;  /* subscribed carried another epoch */
+    uint32_t caught;         /* every missed message, in order, recovered:true */
+    uint32_t lost_after_sub; /* closed after subscribed, before caught up */
+    uint32_t timed_out;      /* not caught up within --resume-timeout */
+    uint32_t failed[FAIL_N]; /* before subscribed */
+    uint32_t closes[6];
+    uint32_t done;
+    uint64_t received; /* replayed messages, unique */
+    uint64_t expected; /* messages the recovered:true clients were owed */
+    uint64_t missing;  /* owed to recovered:true clients, not received (now) */
+    uint64_t dups;     /* pubseq not above the last one seen */
+    uint64_t pub_gaps; /* pubseq skipped (messages missing in the middle) */
+    uint64_t seq_gaps; /* prevSeq != the last seq seen */
+    uint64_t extra;    /* messages past the room's last published one */
+    uint64_t errors_seen;
+    uint64_t bytes;
+    uint64_t last_subscribed_ns, last_caught_ns, last_settled_ns;
+    uint32_t hist_sub[HIST_N];    /* connect -> subscribed, us */
+    uint32_t hist_caught[HIST_N]; /* reconnect start -> caught up, us */
+} resume_report;
+
 /* ------------------------------------------------------------------ */
 /* worker: connections and the WebSocket client */
 
@@ -265,12 +319,18 @@ typedef struct conn {
     uint8_t frag_op;
     uint8_t want_out;
     uint8_t subscribed_once;
+    uint8_t dropped;   /* resume: closed by CMD_DROP, reconnects with since */
+    uint8_t settled;   /* resume: caught up, recovered:false or failed */
+    uint8_t recovered; /* resume: subscribed answered recovered:true */
     uint16_t target;
     uint32_t index;
     uint32_t step_tag, step_count;
     uint32_t last_pub;
     uint64_t last_seq;
+    uint64_t since_seq; /* resume: last_seq when dropped */
+    uint64_t until_seq; /* resume: seq of the subscribed answer */
     uint64_t start_ns;
+    char *epoch; /* resume: from the first subscribed */
     char key[25];
     uint8_t *rbuf;
     uint32_t rlen, rcap, need;
@@ -300,6 +360,12 @@ typedef struct worker {
     uint32_t live;
     ready_report ready;
     step_stats steps[MAX_STEPS];
+    /* resume */
+    int round; /* 0: first connect, 1: reconnect with since */
+    int concurrency;
+    uint64_t resume_t0, last_resume_report;
+    uint64_t *room_last_seq, *room_last_pub; /* per room, from CMD_ROOM */
+    resume_report rs;
     /* probe/selftest */
     bool verbose;
     uint64_t pongs_sent;
@@ -438,10 +504,26 @@ static void conn_release(worker *w, conn *c)
     c->nlen = c->ncap = 0;
 }
 
+static void conn_settle(worker *w, conn *c, uint64_t now)
+{
+    if (c->settled)
+        return;
+    c->settled = 1;
+    w->rs.settled++;
+    w->rs.last_settled_ns = now;
+}
+
 static void conn_fail(worker *w, conn *c, int why)
 {
     if (c->state == ST_DONE)
         return;
+    if (w->round > 0 && !c->settled) {
+        if (c->state == ST_SUBSCRIBED)
+            w->rs.lost_after_sub++;
+        else if (c->state != ST_PROBE)
+            w->rs.failed[why]++;
+        conn_settle(w, c, mono_ns());
+    }
     if (c->state == ST_SUBSCRIBED) {
         w->live--;
     } else if (c->state != ST_PROBE) {
@@ -481,12 +563,24 @@ static void conn_subscribed(worker *w, conn *c, uint64_t now)
     w->ready.hist[hist_index((now - c->start_ns) / 1000)]++;
 }
 
+/* resume: room r of --rooms K ("course:bench", or "course:bench-<r>"). */
+static const char *resume_room_name(uint32_t r, char *buf, size_t size)
+{
+    const char *base = cfg.room ? cfg.room : "course:bench";
+    if (cfg.rooms <= 1)
+        return base;
+    snprintf(buf, size, "%s-%u", base, r);
+    return buf;
+}
+
 static const char *conn_room(const conn *c, char *buf, size_t size)
 {
     if (cfg.room && strcmp(cfg.room, "user") == 0) {
         snprintf(buf, size, "user:bu%u", c->index % (uint32_t)cfg.users);
         return buf;
     }
+    if (cfg.scenario == SC_RESUME)
+        return resume_room_name(c->index % (uint32_t)cfg.rooms, buf, size);
     return cfg.room ? cfg.room : "course:bench";
 }
 
@@ -494,6 +588,8 @@ static void conn_send_text(worker *w, conn *c, const char *text)
 {
     ws_send_frame(w, c, 0x1, text, strlen(text));
 }
+
+static void resume_subscribed(worker *w, conn *c, json_t *j, uint64_t now);
 
 /* The handshake replies and errors: few, parsed with jansson. */
 static void conn_on_control_line(worker *w, conn *c, const char *line, size_t len, uint64_t now)
@@ -506,9 +602,16 @@ static void conn_on_control_line(worker *w, conn *c, const char *line, size_t le
         w->other_lines++;
     } else if (c->state == ST_AUTH) {
         if (strcmp(type, "auth_ok") == 0) {
-            char msg[256], room[RT_ROOM_NAME_MAX + 16];
-            snprintf(msg, sizeof(msg), "{\"type\":\"subscribe\",\"id\":\"s1\",\"room\":\"%s\"}",
-                     conn_room(c, room, sizeof(room)));
+            char msg[512], room[RT_ROOM_NAME_MAX + 16];
+            if (w->round > 0 && c->epoch)
+                snprintf(msg, sizeof(msg),
+                         "{\"type\":\"subscribe\",\"id\":\"s2\",\"room\":\"%s\","
+                         "\"since\":{\"seq\":%llu,\"epoch\":\"%s\"}}",
+                         conn_room(c, room, sizeof(room)), (unsigned long long)c->since_seq,
+                         c->epoch);
+            else
+                snprintf(msg, sizeof(msg), "{\"type\":\"subscribe\",\"id\":\"s1\",\"room\":\"%s\"}",
+                         conn_room(c, room, sizeof(room)));
             c->state = ST_SUBSCRIBING;
             conn_send_text(w, c, msg);
         } else {
@@ -517,9 +620,14 @@ static void conn_on_control_line(worker *w, conn *c, const char *line, size_t le
             conn_fail(w, c, FAIL_AUTH);
         }
     } else if (c->state == ST_SUBSCRIBING) {
-        if (strcmp(type, "subscribed") == 0) {
+        if (strcmp(type, "subscribed") == 0 && w->round > 0) {
+            resume_subscribed(w, c, j, now);
+        } else if (strcmp(type, "subscribed") == 0) {
             json_t *seq = json_object_get(j, "seq");
+            const char *epoch = json_string_value(json_object_get(j, "epoch"));
             c->last_seq = json_is_integer(seq) ? (uint64_t)json_integer_value(seq) : 0;
+            if (epoch && !c->epoch)
+                c->epoch = rt_strdup(epoch);
             conn_subscribed(w, c, now);
         } else if (strcmp(type, "error") == 0) {
             if (w->verbose || w->ready.failed[FAIL_SUBSCRIBE] == 0)
@@ -565,26 +673,38 @@ static bool find_u64(const char *line, size_t len, const char *key, uint64_t *ou
     return true;
 }
 
-/* A room message: "bench-<step>-<pubseq>-<ns>" somewhere in the line. */
+/* "bench-<step>-<pubseq>-<ns>" somewhere in `line` (the first occurrence
+ * of "bench-" that has that form: room names may contain "bench-" too). */
+static bool parse_marker(const char *line, size_t len, uint64_t *step, uint64_t *pub, uint64_t *ns)
+{
+    const char *end = line + len, *p = line;
+    while ((p = memmem(p, (size_t)(end - p), MARKER, sizeof(MARKER) - 1))) {
+        const char *q = p + sizeof(MARKER) - 1, *start = q;
+        p = q;
+        *step = parse_u64(q, end, &q);
+        if (q == start || q >= end || *q != '-')
+            continue;
+        start = q + 1;
+        *pub = parse_u64(start, end, &q);
+        if (q == start || q >= end || *q != '-')
+            continue;
+        start = q + 1;
+        *ns = parse_u64(start, end, &q);
+        if (q == start)
+            continue;
+        return *step < MAX_STEPS;
+    }
+    return false;
+}
+
 /* A delivery: "bench-<step>-<pubseq>-<ns>" somewhere in `line` (JSON line of
  * the edge, or headers+payload of a NATS HMSG); seq/prevSeq found by keys. */
 static bool record_delivery(worker *w, conn *c, const char *line, size_t len, uint64_t now,
                             const char *seq_key, const char *prev_key)
 {
-    const char *end = line + len, *p = memmem(line, len, MARKER, sizeof(MARKER) - 1);
     uint64_t step, pub, ns, seq = 0, prev = 0;
 
-    if (!p)
-        return false;
-    p += sizeof(MARKER) - 1;
-    step = parse_u64(p, end, &p);
-    if (p >= end || *p != '-')
-        return false;
-    pub = parse_u64(p + 1, end, &p);
-    if (p >= end || *p != '-')
-        return false;
-    ns = parse_u64(p + 1, end, &p);
-    if (step >= MAX_STEPS)
+    if (!parse_marker(line, len, &step, &pub, &ns))
         return false;
 
     step_stats *st = &w->steps[step];
@@ -617,8 +737,87 @@ static bool record_delivery(worker *w, conn *c, const char *line, size_t len, ui
     return true;
 }
 
+/* resume: caught up once recovered:true and the room's last published
+ * message (pubseq and acked seq) arrived; the chain checks count the rest. */
+static void resume_check_caught(worker *w, conn *c, uint64_t now)
+{
+    uint32_t r = c->index % (uint32_t)cfg.rooms;
+    if (c->settled || !c->recovered || !w->room_last_pub)
+        return;
+    if (c->last_pub < w->room_last_pub[r] || c->last_seq < w->room_last_seq[r])
+        return;
+    w->rs.caught++;
+    if (now > w->rs.last_caught_ns)
+        w->rs.last_caught_ns = now;
+    w->rs.hist_caught[hist_index(now > w->resume_t0 ? (now - w->resume_t0) / 1000 : 0)]++;
+    conn_settle(w, c, now);
+}
+
+static void resume_subscribed(worker *w, conn *c, json_t *j, uint64_t now)
+{
+    json_t *seq = json_object_get(j, "seq");
+    const char *epoch = json_string_value(json_object_get(j, "epoch"));
+    uint64_t until = json_is_integer(seq) ? (uint64_t)json_integer_value(seq) : 0;
+    uint32_t r = c->index % (uint32_t)cfg.rooms;
+
+    c->until_seq = until;
+    conn_subscribed(w, c, now);
+    w->rs.subscribed++;
+    if (now > w->rs.last_subscribed_ns)
+        w->rs.last_subscribed_ns = now;
+    w->rs.hist_sub[hist_index((now - c->start_ns) / 1000)]++;
+    if (!epoch || !c->epoch || strcmp(epoch, c->epoch) != 0)
+        w->rs.epoch_changed++;
+    if (!json_is_true(json_object_get(j, "recovered"))) {
+        /* The edge says history does not reach back: nothing to wait for.
+         * c->last_seq stays the since seq (nothing older is replayed). */
+        w->rs.not_recovered++;
+        if (w->rs.not_recovered <= 3)
+            fprintf(stderr,
+                    "bench-edge: conn %u resumed from seq %llu: recovered:false (room at %llu)\n",
+                    c->index, (unsigned long long)c->since_seq, (unsigned long long)until);
+        conn_settle(w, c, now);
+        return;
+    }
+    w->rs.recovered++;
+    c->recovered = 1;
+    if (w->room_last_pub && w->room_last_pub[r] > c->last_pub)
+        w->rs.expected += w->room_last_pub[r] - c->last_pub;
+    resume_check_caught(w, c, now);
+}
+
+/* resume: a replayed (or live) room message after the reconnect. */
+static bool resume_on_room_line(worker *w, conn *c, const char *line, size_t len, uint64_t now)
+{
+    uint64_t step, pub, ns, seq = 0, prev = 0;
+    uint32_t r = c->index % (uint32_t)cfg.rooms;
+
+    if (!parse_marker(line, len, &step, &pub, &ns))
+        return false;
+    if (pub <= c->last_pub) {
+        w->rs.dups++;
+        return true;
+    }
+    if (w->room_last_pub && pub > w->room_last_pub[r])
+        w->rs.extra++;
+    if (pub != (uint64_t)c->last_pub + 1)
+        w->rs.pub_gaps += pub - c->last_pub - 1;
+    c->last_pub = (uint32_t)pub;
+    if (find_u64(line, len, "\"seq\":", &seq)) {
+        if (!find_u64(line, len, "\"prevSeq\":", &prev) || prev != c->last_seq)
+            w->rs.seq_gaps++;
+        c->last_seq = seq;
+    }
+    w->rs.received++;
+    w->rs.bytes += len;
+    resume_check_caught(w, c, now);
+    return true;
+}
+
 static bool conn_on_room_line(worker *w, conn *c, const char *line, size_t len, uint64_t now)
 {
+    if (w->round > 0)
+        return resume_on_room_line(w, c, line, len, now);
     return record_delivery(w, c, line, len, now, "\"seq\":", "\"prevSeq\":");
 }
 
@@ -983,9 +1182,13 @@ static void conn_start(worker *w, conn *c)
     setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     if (t->addr.sin_addr.s_addr == htonl(INADDR_LOOPBACK)) {
         /* 127.0.0.2, .3, ...: a source address per CONNS_PER_SOURCE
-         * connections; the port is chosen at connect() per 4-tuple. */
+         * connections; the port is chosen at connect() per 4-tuple. A
+         * resume's reconnect uses the next addresses: the dropped
+         * connections' ports sit in TIME_WAIT on the first ones. */
+        uint32_t sources = ((uint32_t)cfg.n + CONNS_PER_SOURCE - 1) / CONNS_PER_SOURCE;
         setsockopt(c->fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
-        src.sin_addr.s_addr = htonl(0x7f000002u + c->index / CONNS_PER_SOURCE);
+        src.sin_addr.s_addr =
+            htonl(0x7f000002u + c->index / CONNS_PER_SOURCE + (uint32_t)w->round * sources);
         if (bind(c->fd, (struct sockaddr *)&src, sizeof(src)) != 0) {
             if (w->ready.failed[FAIL_CONNECT] == 0)
                 perror("bench-edge: bind");
@@ -1078,6 +1281,87 @@ static void worker_report_step(worker *w, uint32_t step, uint64_t expected)
     free(r);
 }
 
+/* resume: closes every subscribed connection at once (no close frame: a
+ * dropped network), keeping what it needs to come back with since. */
+static void worker_drop(worker *w)
+{
+    drop_report d = {.worker = (uint32_t)w->id};
+    for (uint32_t i = 0; i < w->n; i++) {
+        conn *c = &w->conns[i];
+        if (c->state != ST_SUBSCRIBED) {
+            d.not_members++;
+            continue;
+        }
+        c->since_seq = c->last_seq;
+        conn_release(w, c);
+        c->state = ST_NEW;
+        c->frag_op = 0;
+        c->want_out = 0;
+        c->dropped = 1;
+        w->live--;
+        d.dropped++;
+    }
+    worker_send(w, MSG_DROPPED, &d, sizeof(d));
+}
+
+static void worker_send_resume(worker *w, uint64_t now)
+{
+    resume_report *r = &w->rs;
+    r->worker = (uint32_t)w->id;
+    r->done = r->settled >= r->n;
+    memcpy(r->closes, w->closes, sizeof(r->closes));
+    r->errors_seen = w->errors_seen;
+    r->missing = 0;
+    for (uint32_t i = 0; i < w->n; i++) {
+        conn *c = &w->conns[i];
+        uint32_t room = c->index % (uint32_t)cfg.rooms;
+        if (c->dropped && c->recovered && w->room_last_pub && w->room_last_pub[room] > c->last_pub)
+            r->missing += w->room_last_pub[room] - c->last_pub;
+    }
+    r->missing += r->pub_gaps;
+    w->last_resume_report = now;
+    worker_send(w, MSG_RESUME, r, sizeof(*r));
+}
+
+/* resume: reconnect every dropped connection at once, with since. */
+static void worker_resume(worker *w, uint64_t t0)
+{
+    memset(&w->ready, 0, sizeof(w->ready));
+    memset(&w->rs, 0, sizeof(w->rs));
+    w->ready.worker = (uint32_t)w->id;
+    w->round = 1;
+    w->resume_t0 = t0;
+    w->concurrency = cfg.resume_concurrency;
+    w->inflight = w->finished = w->next = 0;
+    w->ready_sent = true; /* progress goes as MSG_RESUME */
+    for (uint32_t i = 0; i < w->n; i++)
+        w->rs.n += w->conns[i].dropped;
+    w->go = true;
+    worker_send_resume(w, mono_ns());
+}
+
+/* resume: the first few clients still owed messages at the end, for the
+ * edge's log and the stream to be checked against. */
+static void worker_print_stalled(worker *w)
+{
+    int shown = 0;
+    for (uint32_t i = 0; i < w->n && w->round > 0 && w->room_last_pub && shown < 5; i++) {
+        conn *c = &w->conns[i];
+        uint32_t r = c->index % (uint32_t)cfg.rooms;
+        bool owed = c->recovered && c->last_pub < w->room_last_pub[r];
+        if (!c->dropped || (c->settled && !owed))
+            continue; /* caught up, recovered:false, or failed (counted) */
+        shown++;
+        fprintf(stderr,
+                "bench-edge: conn %u not caught up: state %d, since seq %llu, subscribed seq "
+                "%llu%s, last seq %llu, pubseq %u of %llu (room last seq %llu)\n",
+                c->index, c->state, (unsigned long long)c->since_seq,
+                (unsigned long long)c->until_seq, c->recovered ? " recovered:true" : "",
+                (unsigned long long)c->last_seq, c->last_pub,
+                (unsigned long long)w->room_last_pub[r], (unsigned long long)w->room_last_seq[r]);
+    }
+}
+
 static void worker_on_cmd(worker *w)
 {
     cmd_msg m;
@@ -1088,17 +1372,48 @@ static void worker_on_cmd(worker *w)
     }
     if (r != (ssize_t)sizeof(m))
         return;
-    if (m.type == CMD_GO)
+    if (m.type == CMD_GO) {
         w->go = true;
-    else if (m.type == CMD_REPORT)
+    } else if (m.type == CMD_DROP) {
+        worker_drop(w);
+    } else if (m.type == CMD_ROOM) {
+        if (!w->room_last_pub) {
+            w->room_last_pub = rt_calloc((size_t)cfg.rooms, sizeof(uint64_t));
+            w->room_last_seq = rt_calloc((size_t)cfg.rooms, sizeof(uint64_t));
+        }
+        if (m.step < (uint32_t)cfg.rooms) {
+            w->room_last_seq[m.step] = m.expected;
+            w->room_last_pub[m.step] = m.aux;
+        }
+    } else if (m.type == CMD_RESUME) {
+        worker_resume(w, m.expected);
+    } else if (m.type == CMD_REPORT)
         worker_report_step(w, m.step, m.expected);
-    else if (m.type == CMD_QUIT)
+    else if (m.type == CMD_QUIT) {
         w->quit = true;
+        worker_print_stalled(w);
+    }
 }
 
 static void worker_check_timeouts(worker *w, uint64_t now)
 {
     uint64_t limit = (uint64_t)cfg.conn_timeout_ms * 1000000ull;
+    if (w->round > 0) {
+        /* subscribed answers only after the replay: one limit, from the
+         * reconnect start to caught up */
+        if (now - w->resume_t0 < (uint64_t)cfg.resume_timeout_s * 1000000000ull)
+            return;
+        for (uint32_t i = 0; i < w->next; i++) {
+            conn *c = &w->conns[i];
+            if (c->dropped && !c->settled) {
+                w->rs.timed_out++;
+                conn_settle(w, c, now);
+                if (c->state != ST_DONE && c->state != ST_SUBSCRIBED)
+                    conn_fail(w, c, FAIL_TIMEOUT);
+            }
+        }
+        return;
+    }
     for (uint32_t i = 0; i < w->next; i++) {
         conn *c = &w->conns[i];
         if (c->state != ST_DONE && c->state != ST_SUBSCRIBED && c->state != ST_PROBE &&
@@ -1115,8 +1430,12 @@ static void worker_loop(worker *w, uint64_t until_ns)
     while (!w->quit) {
         if (w->go) {
             while (w->next < w->n &&
-                   (cfg.concurrency <= 0 || w->inflight < (uint32_t)cfg.concurrency))
-                conn_start(w, &w->conns[w->next++]);
+                   (w->concurrency <= 0 || w->inflight < (uint32_t)w->concurrency)) {
+                conn *c = &w->conns[w->next++];
+                if (w->round > 0 && !c->dropped)
+                    continue; /* never subscribed: not part of the resume */
+                conn_start(w, c);
+            }
         }
         int n = epoll_wait(w->ep, evs, 1024, 50);
         uint64_t now = mono_ns();
@@ -1140,9 +1459,12 @@ static void worker_loop(worker *w, uint64_t until_ns)
         }
         if (now - last_check > 200000000ull) {
             last_check = now;
-            if (w->finished < w->n)
+            if (w->round > 0 ? w->rs.settled < w->rs.n : w->finished < w->n)
                 worker_check_timeouts(w, now);
         }
+        if (w->round > 0 && !w->rs.done &&
+            (w->rs.settled >= w->rs.n || now - w->last_resume_report >= 250000000ull))
+            worker_send_resume(w, now);
         if (w->go && !w->ready_sent && w->finished >= w->n && w->report_fd >= 0) {
             w->ready_sent = true;
             w->ready.last_finished_ns = now;
@@ -1166,6 +1488,7 @@ static void worker_init(worker *w, int id, uint32_t lo, uint32_t n)
         w->rng = 1;
     w->conns = rt_calloc(n ? n : 1, sizeof(conn));
     w->ready.worker = (uint32_t)id;
+    w->concurrency = cfg.concurrency;
     for (uint32_t i = 0; i < n; i++) {
         w->conns[i].fd = -1;
         w->conns[i].index = lo + i;
@@ -1176,8 +1499,12 @@ static void worker_init(worker *w, int id, uint32_t lo, uint32_t n)
 
 static void worker_destroy(worker *w)
 {
-    for (uint32_t i = 0; i < w->n; i++)
+    for (uint32_t i = 0; i < w->n; i++) {
         conn_release(w, &w->conns[i]);
+        free(w->conns[i].epoch);
+    }
+    free(w->room_last_pub);
+    free(w->room_last_seq);
     free(w->conns);
     free(w->scratch);
     close(w->ep);
@@ -1597,7 +1924,7 @@ static void cpu_print(const cpu_snap *a, const cpu_snap *b)
 
 static void parent_send(int w, uint32_t type, uint32_t step, uint64_t expected)
 {
-    cmd_msg m = {type, step, expected};
+    cmd_msg m = {type, step, expected, 0};
     if (P.cmd_fd[w] >= 0 && write(P.cmd_fd[w], &m, sizeof(m)) != (ssize_t)sizeof(m))
         fprintf(stderr, "bench-edge: worker %d command pipe: %s\n", w, strerror(errno));
 }
@@ -1956,6 +2283,7 @@ typedef struct publisher {
     rt_nats *rn;
     atomic_ullong acked, errors;
     int payload_pad;
+    _Atomic uint64_t *room_acked_max; /* resume: highest acked seq per room */
 } publisher;
 
 static publisher PUB;
@@ -1964,9 +2292,20 @@ static void on_pub_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, 
 {
     (void)js;
     (void)closure;
-    if (pa)
+    if (pa) {
         atomic_fetch_add(&PUB.acked, 1);
-    else if (pae) {
+        if (PUB.room_acked_max) {
+            /* "rt.v1.room.course.bench" or "...bench-<r>" with --rooms */
+            const char *subj = natsMsg_GetSubject(msg), *dash = subj ? strrchr(subj, '-') : NULL;
+            long r = cfg.rooms > 1 && dash ? atol(dash + 1) : 0;
+            if (r >= 0 && r < cfg.rooms) {
+                uint64_t cur = atomic_load(&PUB.room_acked_max[r]);
+                while (pa->Sequence > cur &&
+                       !atomic_compare_exchange_weak(&PUB.room_acked_max[r], &cur, pa->Sequence))
+                    ;
+            }
+        }
+    } else if (pae) {
         if (atomic_fetch_add(&PUB.errors, 1) < 3)
             fprintf(stderr, "bench-edge: publish error: %s\n",
                     pae->ErrText ? pae->ErrText : natsStatus_GetText(pae->Err));
@@ -2337,6 +2676,421 @@ static int run_fanout(void)
     return exit_code;
 }
 
+/* resume: RSS of each edge sampled while the clients come back */
+typedef struct mem_track {
+    proc_mem before_drop, after_drop, end;
+    long peak_kb;
+    uint64_t peak_at_ns;
+} mem_track;
+
+static void mem_sample(mem_track *m, int n, const pid_t *pids, uint64_t now)
+{
+    for (int i = 0; i < n; i++) {
+        proc_mem pm = read_mem(pids[i]);
+        if (pm.rss_kb > m[i].peak_kb) {
+            m[i].peak_kb = pm.rss_kb;
+            m[i].peak_at_ns = now;
+        }
+    }
+}
+
+static void resume_sum(const resume_report *all, int n, resume_report *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->done = 1;
+    for (int i = 0; i < n; i++) {
+        const resume_report *r = &all[i];
+        out->n += r->n;
+        out->settled += r->settled;
+        out->subscribed += r->subscribed;
+        out->recovered += r->recovered;
+        out->not_recovered += r->not_recovered;
+        out->epoch_changed += r->epoch_changed;
+        out->caught += r->caught;
+        out->lost_after_sub += r->lost_after_sub;
+        out->timed_out += r->timed_out;
+        for (int k = 0; k < FAIL_N; k++)
+            out->failed[k] += r->failed[k];
+        for (int k = 0; k < 6; k++)
+            out->closes[k] += r->closes[k];
+        out->done &= r->done;
+        out->received += r->received;
+        out->expected += r->expected;
+        out->missing += r->missing;
+        out->dups += r->dups;
+        out->pub_gaps += r->pub_gaps;
+        out->seq_gaps += r->seq_gaps;
+        out->extra += r->extra;
+        out->errors_seen += r->errors_seen;
+        out->bytes += r->bytes;
+        if (r->last_subscribed_ns > out->last_subscribed_ns)
+            out->last_subscribed_ns = r->last_subscribed_ns;
+        if (r->last_caught_ns > out->last_caught_ns)
+            out->last_caught_ns = r->last_caught_ns;
+        if (r->last_settled_ns > out->last_settled_ns)
+            out->last_settled_ns = r->last_settled_ns;
+        for (int k = 0; k < HIST_N; k++) {
+            out->hist_sub[k] += r->hist_sub[k];
+            out->hist_caught[k] += r->hist_caught[k];
+        }
+    }
+}
+
+/* The warnings and errors a started edge logged (LOG_LEVEL=warn): how many,
+ * and the first few. */
+static void edge_log_summary(int i, const char *path)
+{
+    char line[2048];
+    int n = 0;
+    FILE *f = path ? fopen(path, "r") : NULL;
+    if (!f) {
+        printf("    edge %d log: cannot read %s: %s\n", i, path ? path : "(none)", strerror(errno));
+        return;
+    }
+    while (fgets(line, sizeof(line), f)) {
+        if (!strstr(line, "\"level\":\"warn") && !strstr(line, "\"level\":\"error"))
+            continue;
+        if (n++ < 3)
+            printf("    edge %d log: %.300s%s", i, line, strchr(line, '\n') ? "" : "\n");
+    }
+    fclose(f);
+    printf("    edge %d log: %d warning/error line(s) (%s)\n", i, n, path);
+}
+
+/* The edge's own view of the resume (its /metrics): where replays came from. */
+static void edge_resume_counters(int i, const char *hostport)
+{
+    const char *colon = strrchr(hostport, ':');
+    int status = 0;
+    char *body = NULL;
+    if (!colon || rt_test_http_get(&status, &body, atoi(colon + 1), "/metrics", 2000) != RT_OK ||
+        status != 200) {
+        free(body);
+        return;
+    }
+    printf("    edge %d metrics:", i);
+    for (char *line = strtok(body, "\n"); line; line = strtok(NULL, "\n"))
+        if (!strncmp(line, "unpuzzle_edge_resumes_total", 27) ||
+            !strncmp(line, "unpuzzle_edge_history_reads_total", 33) ||
+            !strncmp(line, "unpuzzle_edge_resume_continuations_total", 40))
+            printf(" %s", line + strlen("unpuzzle_edge_"));
+    printf("\n");
+    free(body);
+}
+
+static double mib(long kb)
+{
+    return (double)kb / 1024.0;
+}
+
+static int run_resume(void)
+{
+    ready_report sum;
+    double el;
+    int npids = P.n_edges;
+    const pid_t *pids = P.edge_pid;
+    uint32_t rooms = (uint32_t)cfg.rooms;
+    mem_track mem[MAX_TARGETS];
+    char name[RT_ROOM_NAME_MAX + 16];
+    char(*subjects)[RT_ROOM_SUBJECT_MAX + 16] = rt_calloc(rooms, sizeof(*subjects));
+    int exit_code = 1;
+
+    memset(mem, 0, sizeof(mem));
+    for (uint32_t r = 0; r < rooms; r++) {
+        rt_room rr;
+        rt_room_parse(&rr, resume_room_name(r, name, sizeof(name))); /* checked in main */
+        rt_room_subject(subjects[r], sizeof(subjects[r]), "rt.v1.room", &rr);
+    }
+    uint32_t members = connect_all(&sum, &el);
+    if (members == 0 || publisher_open() != 0) {
+        stop_workers();
+        free(subjects);
+        return 1;
+    }
+    PUB.room_acked_max = rt_calloc(rooms, sizeof(*PUB.room_acked_max));
+    int pad = 1;
+    while (pad < 1900 && packed_size_with_pad(pad) < (size_t)cfg.payload_bytes)
+        pad++;
+    PUB.payload_pad = pad;
+
+    /* warm-up: one message per room, so every member holds a real seq */
+    step_report *all = rt_calloc((size_t)P.n_workers, sizeof(*all));
+    step_report tot;
+    for (uint32_t r = 0; r < rooms; r++) {
+        publish_one(subjects[r], 0, 1);
+    }
+    js_PublishAsyncComplete(PUB.js, NULL);
+    {
+        uint64_t end = mono_ns() + 10000000000ull;
+        do {
+            usleep(100000);
+            for (int i = 0; i < P.n_workers; i++)
+                parent_send(i, CMD_REPORT, 0, 1);
+            collect(MSG_STEP, all, sizeof(*all), 5000);
+            sum_steps(all, &tot);
+        } while (tot.st.received < members && mono_ns() < end && !deadline_hit);
+    }
+    uint64_t warm_seq = 0;
+    for (uint32_t r = 0; r < rooms; r++)
+        if (atomic_load(&PUB.room_acked_max[r]) > warm_seq)
+            warm_seq = atomic_load(&PUB.room_acked_max[r]);
+    printf("resume: %u members in %u room(s); warm-up: 1 message per room reached %llu of %u "
+           "(stream seq up to %llu)\n",
+           members, rooms, (unsigned long long)tot.st.received, members,
+           (unsigned long long)warm_seq);
+    free(all);
+
+    /* settle, then the edge's memory with everyone connected */
+    sleep(1);
+    if (npids == 0)
+        printf("no edge pid known (--edge-pid): memory not measured\n");
+    for (int i = 0; i < npids; i++)
+        mem[i].before_drop = read_mem(pids[i]);
+
+    /* drop */
+    drop_report *dr = rt_calloc((size_t)P.n_workers, sizeof(*dr));
+    uint64_t td = mono_ns();
+    for (int i = 0; i < P.n_workers; i++)
+        parent_send(i, CMD_DROP, 0, 0);
+    collect(MSG_DROPPED, dr, sizeof(*dr), 30000);
+    uint32_t dropped = 0;
+    for (int i = 0; i < P.n_workers; i++)
+        dropped += dr[i].dropped;
+    free(dr);
+    printf("drop: %u connections closed at once (no close frame) in %.3f s; pausing %.1f s\n",
+           dropped, (double)(mono_ns() - td) / 1e9, cfg.drop_pause_s);
+    usleep((useconds_t)(cfg.drop_pause_s * 1e6));
+
+    /* publish what the clients miss, through JetStream, acks awaited */
+    uint64_t acked0 = atomic_load(&PUB.acked), err0 = atomic_load(&PUB.errors), failed_pub = 0;
+    uint64_t tp = mono_ns();
+    for (int k = 0; k < cfg.missed; k++) {
+        for (uint32_t r = 0; r < rooms; r++) {
+            if (publish_one(subjects[r], 1, 2 + (uint64_t)k) != NATS_OK)
+                failed_pub++;
+        }
+    }
+    {
+        jsPubOptions po;
+        jsPubOptions_Init(&po);
+        po.MaxWait = 30000;
+        js_PublishAsyncComplete(PUB.js, &po);
+    }
+    uint64_t acked = atomic_load(&PUB.acked) - acked0;
+    uint64_t pub_errors = atomic_load(&PUB.errors) - err0 + failed_pub;
+    uint64_t seq_lo = UINT64_MAX, seq_hi = 0;
+    for (uint32_t r = 0; r < rooms; r++) {
+        uint64_t last = atomic_load(&PUB.room_acked_max[r]);
+        seq_lo = last < seq_lo ? last : seq_lo;
+        seq_hi = last > seq_hi ? last : seq_hi;
+        for (int i = 0; i < P.n_workers; i++) {
+            cmd_msg m = {CMD_ROOM, r, last, 1 + (uint64_t)cfg.missed};
+            if (P.cmd_fd[i] >= 0 && write(P.cmd_fd[i], &m, sizeof(m)) != (ssize_t)sizeof(m))
+                fprintf(stderr, "bench-edge: worker %d command pipe: %s\n", i, strerror(errno));
+        }
+    }
+    printf("published %d messages per room (%llu in all, RoomMessage %zu bytes protobuf) via "
+           "JetStream in %.3f s: acked %llu, errors %llu; last seq per room %llu..%llu\n",
+           cfg.missed, (unsigned long long)cfg.missed * rooms, packed_size_with_pad(pad),
+           (double)(mono_ns() - tp) / 1e9, (unsigned long long)acked,
+           (unsigned long long)pub_errors, (unsigned long long)seq_lo, (unsigned long long)seq_hi);
+    for (int i = 0; i < npids; i++) {
+        mem[i].after_drop = read_mem(pids[i]);
+        mem[i].peak_kb = mem[i].after_drop.rss_kb;
+    }
+    if (pub_errors > 0 || acked != (uint64_t)cfg.missed * rooms) {
+        printf("resume FAIL: publishing the missed messages failed (acked %llu of %llu)\n",
+               (unsigned long long)acked, (unsigned long long)cfg.missed * rooms);
+        stop_workers();
+        publisher_close();
+        free((void *)PUB.room_acked_max);
+        PUB.room_acked_max = NULL;
+        free(subjects);
+        return 1;
+    }
+
+    /* reconnect, all at once, with since */
+    resume_report *rep = rt_calloc((size_t)P.n_workers, sizeof(*rep));
+    resume_report rs;
+    bool *done = rt_calloc((size_t)P.n_workers, sizeof(bool));
+    printf("reconnect: %u clients connect + auth + subscribe with since {seq,epoch} at once "
+           "(%s handshakes in flight per worker)\n",
+           dropped, cfg.resume_concurrency > 0 ? "limited" : "unlimited");
+    printf("%9s %10s %10s %11s %7s %8s %12s %14s\n", "t", "subscribed", "caught up", "recov:false",
+           "failed", "pending", "replayed", "edge RSS MiB");
+    fflush(stdout);
+    cpu_snap c0 = cpu_now();
+    uint64_t t0 = mono_ns();
+    for (int i = 0; i < P.n_workers; i++)
+        parent_send(i, CMD_RESUME, 0, t0);
+    uint64_t limit = t0 + (uint64_t)cfg.resume_timeout_s * 1000000000ull + 5000000000ull;
+    uint64_t next_sample = t0, next_print = t0 + 1000000000ull, last_change = t0;
+    uint64_t last_sig = 0;
+    int n_done = 0;
+    while (n_done < P.n_workers && !deadline_hit) {
+        uint64_t now = mono_ns();
+        if (now >= next_sample) {
+            mem_sample(mem, npids, pids, now);
+            next_sample = now + 20000000ull;
+        }
+        if (now >= limit)
+            break;
+        struct pollfd pfd[MAX_WORKERS];
+        int map[MAX_WORKERS], np = 0;
+        for (int i = 0; i < P.n_workers; i++)
+            if (P.report_fd[i] >= 0) {
+                pfd[np].fd = P.report_fd[i];
+                pfd[np].events = POLLIN;
+                map[np++] = i;
+            }
+        if (np == 0)
+            break;
+        int wait_ms = (int)((next_sample > now ? next_sample - now : 0) / 1000000ull) + 1;
+        if (poll(pfd, (nfds_t)np, wait_ms) > 0) {
+            for (int k = 0; k < np; k++) {
+                if (!(pfd[k].revents & (POLLIN | POLLHUP)))
+                    continue;
+                int i = map[k];
+                msg_hdr h;
+                uint8_t *buf = NULL;
+                if (!read_full(P.report_fd[i], &h, sizeof(h)) ||
+                    !read_full(P.report_fd[i], buf = rt_malloc(h.len ? h.len : 1), h.len)) {
+                    fprintf(stderr, "bench-edge: worker %d went away\n", i);
+                    free(buf);
+                    close(P.report_fd[i]);
+                    P.report_fd[i] = -1;
+                    if (!done[i]) {
+                        done[i] = true;
+                        n_done++;
+                    }
+                    continue;
+                }
+                if (h.type == MSG_RESUME && h.len == sizeof(resume_report)) {
+                    memcpy(&rep[i], buf, sizeof(resume_report));
+                    if (rep[i].done && !done[i]) {
+                        done[i] = true;
+                        n_done++;
+                    }
+                }
+                free(buf);
+            }
+        }
+        now = mono_ns();
+        if (now >= next_print) {
+            long rss = 0;
+            for (int i = 0; i < npids; i++) {
+                proc_mem pm = read_mem(pids[i]);
+                rss += pm.rss_kb > 0 ? pm.rss_kb : 0;
+            }
+            resume_sum(rep, P.n_workers, &rs);
+            uint32_t failed = rs.lost_after_sub + rs.timed_out;
+            for (int k = 0; k < FAIL_N; k++)
+                failed += rs.failed[k];
+            printf("%7.1f s %10u %10u %11u %7u %8llu %12llu %14.1f\n", (double)(now - t0) / 1e9,
+                   rs.subscribed, rs.caught, rs.not_recovered, failed,
+                   (unsigned long long)rs.missing, (unsigned long long)rs.received,
+                   npids ? mib(rss) : 0.0);
+            fflush(stdout);
+            uint64_t step = now - t0 < 10000000000ull ? 1000000000ull : 5000000000ull;
+            next_print = now + step;
+            uint64_t sig = rs.settled + rs.subscribed + rs.received;
+            if (sig != last_sig) {
+                last_sig = sig;
+                last_change = now;
+            } else if (now - last_change > 60000000000ull) {
+                printf("no progress for 60 s: stopping\n");
+                break;
+            }
+        }
+    }
+    cpu_snap c1 = cpu_now();
+    free(done);
+    resume_sum(rep, P.n_workers, &rs);
+    free(rep);
+    /* memory once the replays are written and freed */
+    sleep(1);
+    for (int i = 0; i < npids; i++)
+        mem[i].end = read_mem(pids[i]);
+
+    uint32_t failed = rs.lost_after_sub + rs.timed_out;
+    for (int k = 0; k < FAIL_N; k++)
+        failed += rs.failed[k];
+    double all_s = rs.last_caught_ns > t0 ? (double)(rs.last_caught_ns - t0) / 1e9 : 0;
+    /* percentiles are bucket upper edges (+3 %): never above the exact max */
+    double c50 = (double)hist_percentile(rs.hist_caught, 0.5) / 1000,
+           c99 = (double)hist_percentile(rs.hist_caught, 0.99) / 1000;
+    c50 = c50 < all_s * 1000 ? c50 : all_s * 1000;
+    c99 = c99 < all_s * 1000 ? c99 : all_s * 1000;
+    double sub_s = rs.last_subscribed_ns > t0 ? (double)(rs.last_subscribed_ns - t0) / 1e9 : 0;
+    printf("reconnect: %u of %u subscribed again in %.3f s (recovered:true %u, recovered:false "
+           "%u, epoch changed %u), failed %u",
+           rs.subscribed, rs.n, sub_s, rs.recovered, rs.not_recovered, rs.epoch_changed, failed);
+    for (int k = 0; k < FAIL_N; k++)
+        if (rs.failed[k])
+            printf(" %s=%u", fail_names[k], rs.failed[k]);
+    if (rs.lost_after_sub)
+        printf(" closed-after-subscribed=%u", rs.lost_after_sub);
+    if (rs.timed_out)
+        printf(" not-caught-up-in-%ds=%u", cfg.resume_timeout_s, rs.timed_out);
+    printf("\n  per connection connect->subscribed (after its replay): p50 %.1f ms  p99 %.1f ms  "
+           "max %.1f ms\n",
+           (double)hist_percentile(rs.hist_sub, 0.5) / 1000,
+           (double)hist_percentile(rs.hist_sub, 0.99) / 1000,
+           (double)hist_percentile(rs.hist_sub, 1.0) / 1000);
+    printf("caught up: %u of %u clients, the last %.3f s after the reconnect started; per client "
+           "(from the reconnect start) p50 %.1f ms  p99 %.1f ms  max %.1f ms\n",
+           rs.caught, rs.n, all_s, c50, c99, all_s * 1000);
+    printf("  messages: replayed %llu of %llu owed (%.0f/s, avg line %.0f B); missing %llu, "
+           "duplicates %llu, pubseq gaps %llu, prevSeq breaks %llu, unexpected %llu; closes "
+           "1013=%u 1008=%u 1009=%u 1012=%u other=%u; server errors %llu\n",
+           (unsigned long long)rs.received, (unsigned long long)rs.expected,
+           all_s > 0 ? (double)rs.received / all_s : 0.0,
+           rs.received ? (double)rs.bytes / (double)rs.received : 0.0,
+           (unsigned long long)rs.missing, (unsigned long long)rs.dups,
+           (unsigned long long)rs.pub_gaps, (unsigned long long)rs.seq_gaps,
+           (unsigned long long)rs.extra, rs.closes[4], rs.closes[1], rs.closes[2], rs.closes[3],
+           rs.closes[0] + rs.closes[5], (unsigned long long)rs.errors_seen);
+    cpu_print(&c0, &c1);
+    for (int i = 0; i < MAX_TARGETS; i++)
+        if (P.edges[i])
+            edge_log_summary(i, rt_test_proc_log_path(P.edges[i]));
+    for (int i = 0; i < cfg.n_targets; i++)
+        edge_resume_counters(i, cfg.targets[i].hostport);
+    long peak_total = 0, before_total = 0;
+    for (int i = 0; i < npids; i++) {
+        uint32_t conns = npids == cfg.n_targets ? sum.per_target[i] : sum.subscribed;
+        printf("edge %d (pid %d): %u connections  VmRSS before drop %ld KiB, after drop %ld KiB, "
+               "peak while resuming %ld KiB (at %.2f s, +%ld KiB over before drop), 1 s after "
+               "%ld KiB; VmHWM %ld KiB\n",
+               i, (int)pids[i], conns, mem[i].before_drop.rss_kb, mem[i].after_drop.rss_kb,
+               mem[i].peak_kb,
+               mem[i].peak_at_ns > t0 ? (double)(mem[i].peak_at_ns - t0) / 1e9 : 0.0,
+               mem[i].peak_kb - mem[i].before_drop.rss_kb, mem[i].end.rss_kb, mem[i].end.hwm_kb);
+        peak_total += mem[i].peak_kb;
+        before_total += mem[i].before_drop.rss_kb;
+    }
+    bool pass = rs.n == members && rs.caught == rs.n && rs.not_recovered == 0 && rs.missing == 0 &&
+                rs.dups == 0 && rs.pub_gaps == 0 && rs.seq_gaps == 0 && rs.extra == 0 &&
+                failed == 0 && pub_errors == 0 && acked == (uint64_t)cfg.missed * rooms;
+    printf("resume %s: %u of %u clients caught up (%d missed messages each, %u room(s)) in "
+           "%.3f s (per client p50 %.0f ms, p99 %.0f ms); recovered:false %u, missing %llu, "
+           "duplicates %llu, failed %u",
+           pass ? "PASS" : "FAIL", rs.caught, rs.n, cfg.missed, rooms, all_s, c50, c99,
+           rs.not_recovered, (unsigned long long)rs.missing, (unsigned long long)rs.dups, failed);
+    if (npids)
+        printf("; edge RSS %.1f MiB before drop, peak %.1f MiB while resuming (+%.1f MiB)",
+               mib(before_total), mib(peak_total), mib(peak_total - before_total));
+    printf("\n");
+    fflush(stdout);
+    exit_code = pass ? 0 : 1;
+    stop_workers();
+    publisher_close();
+    free((void *)PUB.room_acked_max);
+    PUB.room_acked_max = NULL;
+    free(subjects);
+    return exit_code;
+}
+
 static int run_probe(void)
 {
     static worker w;
@@ -2361,7 +3115,7 @@ static int run_probe(void)
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: bench-edge idle|fanout|storm N [options]\n"
+            "usage: bench-edge idle|fanout|storm|resume N [options]\n"
             "       bench-edge probe --edge-url HOST:PORT [--path P] [--send TEXT]...\n"
             "       bench-edge selftest\n"
             "options:\n"
@@ -2386,9 +3140,15 @@ static void usage(FILE *f)
             "  --max-p99-ms MS      fanout: stop after the step whose p99 passes this (50)\n"
             "  --keep-going         fanout: run every step\n"
             "  --core-publish       fanout: core NATS publish instead of JetStream async\n"
-            "  --payload-bytes B    fanout: protobuf RoomMessage size (200)\n"
+            "  --payload-bytes B    fanout, resume: protobuf RoomMessage size (200)\n"
+            "  --rooms K            resume: spread the members over K rooms <room>-0..K-1 (1)\n"
+            "  --missed M           resume: messages published per room while away (100)\n"
+            "  --drop-pause S       resume: seconds between the drop and publishing (1)\n"
+            "  --resume-timeout S   resume: reconnect start .. all caught up limit (300)\n"
             "  --concurrency C      handshakes in flight per worker (idle/fanout 1000, storm "
-            "unlimited)\n"
+            "unlimited;\n"
+            "                       resume: 1000 first, unlimited at the reconnect; C sets "
+            "both)\n"
             "  --conn-timeout MS    per connection connect..subscribed limit (30000)\n"
             "  --deadline S         global deadline, everything stops (auto)\n"
             "  --server edge|nats   measure ws-edge (default) or, as the reference, "
@@ -2439,6 +3199,10 @@ int main(int argc, char **argv)
                                             {"origin", required_argument, NULL, 'o'},
                                             {"send", required_argument, NULL, 'X'},
                                             {"server", required_argument, NULL, 'Z'},
+                                            {"rooms", required_argument, NULL, 'K'},
+                                            {"missed", required_argument, NULL, 'M'},
+                                            {"resume-timeout", required_argument, NULL, 'W'},
+                                            {"drop-pause", required_argument, NULL, 'Y'},
                                             {"verbose", no_argument, NULL, 'v'},
                                             {"help", no_argument, NULL, 'h'},
                                             {NULL, 0, NULL, 0}};
@@ -2532,6 +3296,18 @@ int main(int argc, char **argv)
         case 'v':
             cfg.verbose = true;
             break;
+        case 'K':
+            cfg.rooms = atoi(optarg);
+            break;
+        case 'M':
+            cfg.missed = atoi(optarg);
+            break;
+        case 'W':
+            cfg.resume_timeout_s = atoi(optarg);
+            break;
+        case 'Y':
+            cfg.drop_pause_s = atof(optarg);
+            break;
         case 'Z':
             if (strcmp(optarg, "nats") == 0) {
                 cfg.nats_mode = true;
@@ -2559,6 +3335,8 @@ int main(int argc, char **argv)
         cfg.scenario = SC_FANOUT;
     else if (strcmp(sc, "storm") == 0)
         cfg.scenario = SC_STORM;
+    else if (strcmp(sc, "resume") == 0)
+        cfg.scenario = SC_RESUME;
     else if (strcmp(sc, "probe") == 0)
         cfg.scenario = SC_PROBE;
     else if (strcmp(sc, "selftest") == 0)
@@ -2593,12 +3371,14 @@ int main(int argc, char **argv)
         return 2;
     }
     cfg.concurrency = concurrency >= 0 ? concurrency : cfg.scenario == SC_STORM ? 0 : 1000;
+    cfg.resume_concurrency = concurrency >= 0 ? concurrency : 0; /* reconnect: all at once */
     if (cfg.deadline_s <= 0) {
         int steps = 1;
         for (const char *p = cfg.rates; *p; p++)
             steps += *p == ',';
         cfg.deadline_s = 180 + cfg.n / 500 + (int)cfg.duration_s +
-                         (cfg.scenario == SC_FANOUT ? steps * ((int)cfg.step_s + 40) : 0);
+                         (cfg.scenario == SC_FANOUT ? steps * ((int)cfg.step_s + 40) : 0) +
+                         (cfg.scenario == SC_RESUME ? cfg.resume_timeout_s + 60 : 0);
     }
     if (cfg.room && strcmp(cfg.room, "user") != 0) {
         rt_room rr;
@@ -2611,6 +3391,27 @@ int main(int argc, char **argv)
         fprintf(stderr, "fanout needs one shared room (course:<id>)\n");
         return 2;
     }
+    if (cfg.scenario == SC_RESUME) {
+        char name[RT_ROOM_NAME_MAX + 16];
+        rt_room rr;
+        if (cfg.room && strcmp(cfg.room, "user") == 0) {
+            fprintf(stderr, "resume needs shared rooms (course:<id>, --rooms K)\n");
+            return 2;
+        }
+        if (cfg.nats_mode) {
+            fprintf(stderr, "resume measures ws-edge (nats-server's listener has no since)\n");
+            return 2;
+        }
+        if (cfg.rooms < 1 || cfg.rooms > MAX_ROOMS || cfg.rooms > cfg.n || cfg.missed < 1) {
+            fprintf(stderr, "resume: --rooms 1..min(N, %d), --missed >= 1\n", MAX_ROOMS);
+            return 2;
+        }
+        if (rt_room_parse(&rr, resume_room_name((uint32_t)cfg.rooms - 1, name, sizeof(name))) !=
+            RT_OK) {
+            fprintf(stderr, "bad room %s: %s\n", name, rt_error_message());
+            return 2;
+        }
+    }
     struct sigaction sa = {.sa_handler = on_alarm};
     sigaction(SIGALRM, &sa, NULL);
     alarm((unsigned)cfg.deadline_s);
@@ -2622,8 +3423,8 @@ int main(int argc, char **argv)
             return 2;
         }
         P.nats_url = cfg.nats_url;
-        if (cfg.scenario == SC_FANOUT && !P.nats_url) {
-            fprintf(stderr, "fanout with --edge-url needs --nats URL\n");
+        if ((cfg.scenario == SC_FANOUT || cfg.scenario == SC_RESUME) && !P.nats_url) {
+            fprintf(stderr, "%s with --edge-url needs --nats URL\n", sc);
             return 2;
         }
         for (int i = 0; i < cfg.n_edge_pids; i++)
@@ -2677,17 +3478,33 @@ int main(int argc, char **argv)
         P.nats_url = rt_test_nats_url(P.stack->nats);
         P.nats_pid = find_child_named("nats-server");
         P.auth_pid = rt_test_proc_pid(P.stack->auth);
-        /* course membership for every bench user */
-        const char *room = cfg.room ? cfg.room : "course:bench";
-        if (strncmp(room, "course:", 7) == 0) {
+        /* course membership for every bench user (resume: of the room(s)
+         * its connections join) */
+        int n_courses = cfg.scenario == SC_RESUME ? cfg.rooms : 1;
+        for (int r = 0; r < n_courses; r++) {
+            char name[RT_ROOM_NAME_MAX + 16];
+            const char *room = cfg.room ? cfg.room : "course:bench";
+            char *where = rt_strdup("");
+            if (cfg.scenario == SC_RESUME) {
+                room = resume_room_name((uint32_t)r, name, sizeof(name));
+                if (cfg.rooms > 1 && cfg.users % cfg.rooms == 0) {
+                    free(where); /* user u only ever joins room u % K */
+                    where = rt_asprintf(" WHERE g %% %d = %d", cfg.rooms, r);
+                }
+            }
+            if (strncmp(room, "course:", 7) != 0) {
+                free(where);
+                continue;
+            }
             char *sql =
                 rt_asprintf("INSERT INTO realtime.course_members (course_id, user_id, role) "
-                            "SELECT '%s', 'bu' || g, 'student' FROM generate_series(0, %d) g "
+                            "SELECT '%s', 'bu' || g, 'student' FROM generate_series(0, %d) g%s "
                             "ON CONFLICT DO NOTHING",
-                            room + 7, cfg.users - 1);
+                            room + 7, cfg.users - 1, where);
             if (rt_test_pg_exec(P.stack->pg, sql) != RT_OK)
                 fprintf(stderr, "bench-edge: membership insert failed: %s\n", rt_error_message());
             free(sql);
+            free(where);
         }
         if (start_edges() != RT_OK)
             goto out;
@@ -2708,6 +3525,8 @@ int main(int argc, char **argv)
         rc = run_idle();
     } else if (cfg.scenario == SC_STORM) {
         rc = run_storm();
+    } else if (cfg.scenario == SC_RESUME) {
+        rc = run_resume();
     } else {
         rc = run_fanout();
     }

@@ -194,7 +194,7 @@ static fetch_result fetch_history(edge_hub *hub, const char *room_name, const ch
         if (!complete)
             return FETCH_GONE;
     }
-    uint64_t next = since + 1, prev = since;
+    uint64_t next = since + 1, prev = since, last_read = since;
     size_t read = 0;
     fetch_result result = FETCH_OK;
     while (next <= until) {
@@ -222,6 +222,7 @@ static fetch_result fetch_history(edge_hub *hub, const char *room_name, const ch
         edge_msg *msg = render(m, room_name, seq, prev, 0);
         natsMsg_Destroy(m);
         read++;
+        last_read = seq;
         if (msg) {
             msgs_push(msgs, n, cap, msg);
             prev = seq;
@@ -232,6 +233,10 @@ static fetch_result fetch_history(edge_hub *hub, const char *room_name, const ch
         next = seq + 1;
     }
     rt_counter_add(hub->metrics->history_reads, read);
+    /* `until` is a message of this room: a read that does not reach it lost
+     * something to retention meanwhile, and must not claim completeness. */
+    if (result == FETCH_OK && last_read != until)
+        result = FETCH_GONE;
     return result;
 }
 

@@ -19,6 +19,8 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <stdatomic.h>
@@ -37,6 +39,7 @@
 
 #define RECENT_MAX 64                /* per room: messages kept for a new member's seam */
 #define FRAME_MAX (64 * 1024)        /* bytes of queued messages joined into one frame */
+#define FRAME_CHECK_ROOM (8 * 1024)  /* bigger writes first ask the kernel for room */
 #define TICK_US (100 * 1000)         /* RPC deadlines and drain pacing */
 #define RATE_STRIKES_MAX 10          /* rate-limited frames tolerated ... */
 #define RATE_STRIKES_WINDOW_MS 10000 /* ... within this window before close 4429 */
@@ -60,6 +63,12 @@ typedef struct edge_member {
     char *since_epoch; /* NULL when !has_since */
     bool replaying;    /* history is being read; live messages wait in the ring */
     bool in_presence;  /* counted in edge_presence (course: and lesson: rooms) */
+    bool answered;     /* "subscribed" was sent */
+    /* Catching up (inactive): the last seq queued to this member, and the
+     * history still to queue as the socket drains. */
+    uint64_t last_seq;
+    edge_replay *backlog;
+    size_t backlog_next;
 } edge_member;
 
 typedef enum conn_state {
@@ -84,7 +93,8 @@ typedef struct edge_conn {
     int64_t expires_ms;
     edge_member *rooms;
     uint16_t n_rooms, cap_rooms, pending_subs;
-    edge_msg **queue; /* ring */
+    uint16_t n_backlogs; /* members with history still to queue */
+    edge_msg **queue;    /* ring */
     uint32_t q_head, q_len, q_cap;
     size_t q_bytes;
     char *rx;
@@ -382,6 +392,9 @@ static bool heap_pop_due(deadline_heap *h, int64_t now_ms, deadline *out)
 /* ---- send queue ---- */
 
 static void conn_close(edge_conn *c, uint16_t code, const char *reason);
+static int conn_write_frame(edge_loop *loop, edge_conn *c);
+static void conn_pump(edge_conn *c);
+static void member_drop_backlog(edge_conn *c, edge_member *mb);
 
 /* Queues `msg` (takes a new reference). With `batch`, the connection is
  * written once at the end of the inbox batch (flush_dirty), directly, without
@@ -417,6 +430,17 @@ static void conn_send_ex(edge_conn *c, edge_msg *msg, bool batch)
             }
             loop->dirty[loop->n_dirty++] = c->id;
             c->dirty = true;
+        }
+        /* Half the cap waiting for the coalescing window: write now rather
+         * than close a reader that keeps up (a burst of large messages). */
+        if (c->q_bytes > (size_t)loop->cfg->send_queue_max_bytes / 2 && !c->ping_pending &&
+            !lws_partial_buffered(c->wsi)) {
+            if (conn_write_frame(loop, c) < 0) {
+                c->state = CONN_CLOSING;
+                lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+            } else if (c->q_len) {
+                lws_callback_on_writable(c->wsi);
+            }
         }
     } else if (c->q_len == 1) {
         lws_callback_on_writable(c->wsi);
@@ -475,16 +499,35 @@ static void conn_close(edge_conn *c, uint16_t code, const char *reason)
     lws_callback_on_writable(c->wsi);
 }
 
+/* Free room in the socket's send buffer (SO_SNDBUF minus what is queued). */
+static size_t socket_room(edge_conn *c)
+{
+    int fd = lws_get_socket_fd(c->wsi), sndbuf = 0, outq = 0;
+    socklen_t len = sizeof(sndbuf);
+    if (fd < 0 || getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, &len) != 0 ||
+        ioctl(fd, SIOCOUTQ, &outq) != 0)
+        return FRAME_MAX;
+    return sndbuf > outq ? (size_t)(sndbuf - outq) : 0;
+}
+
 /* Writes one frame: as many queued messages as fit (at least one), joined
- * by '\n'. Returns -1 if the socket failed. */
+ * by '\n'. A large write is cut to what the socket takes now: whatever it
+ * does not take, lws would copy and hold (10,000 clients resuming at once
+ * would otherwise cost a copy of each one's history); our queue holds only
+ * shared references. Returns -1 if the socket failed. */
 static int conn_write_frame(edge_loop *loop, edge_conn *c)
 {
-    size_t total = 0;
+    size_t total = 0, limit = FRAME_MAX;
     uint32_t n = 0;
+    if (c->q_bytes > FRAME_CHECK_ROOM) {
+        size_t room = socket_room(c);
+        if (room < limit)
+            limit = room;
+    }
     while (n < c->q_len) {
         edge_msg *m = c->queue[(c->q_head + n) % c->q_cap];
         size_t add = m->len + (n ? 1 : 0);
-        if (n && total + add > FRAME_MAX)
+        if (n && total + add > limit)
             break;
         total += add;
         n++;
@@ -559,6 +602,8 @@ static int conn_writeable(edge_loop *loop, edge_conn *c)
     }
     if (conn_write_frame(loop, c) < 0)
         return -1;
+    if (c->n_backlogs)
+        conn_pump(c);
     if (c->q_len || c->close_code)
         lws_callback_on_writable(c->wsi);
     return 0;
@@ -614,6 +659,8 @@ static void flush_dirty(edge_loop *loop)
             lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
             continue;
         }
+        if (c->n_backlogs)
+            conn_pump(c);
         if (c->q_len)
             lws_callback_on_writable(c->wsi);
     }
@@ -664,12 +711,16 @@ static bool answer_subscribe(edge_conn *c, edge_member *mb, const char *room, ui
     bool same_epoch = has_since && strcmp(since_epoch, epoch) == 0;
     if (same_epoch && since_seq < seq) {
         mb->replaying = true;
+        mb->answered = false;
+        mb->last_seq = since_seq;
         edge_hub_replay(c->loop->hub, c->loop->index, c->id, room, since_seq, seq);
         return true;
     }
     /* Nothing to replay: recovered unless the client came from another
      * epoch or claims a position the room never reached. */
     send_subscribed_as(c, mb->sub_id, room, seq, !has_since || (same_epoch && since_seq == seq));
+    mb->answered = true;
+    mb->last_seq = seq;
     return false;
 }
 
@@ -753,6 +804,7 @@ static void conn_leave_slot(edge_conn *c, uint16_t slot)
     }
     if (mb->in_presence)
         edge_presence_leave(c->loop->presence, c->user_id, r->course_id, r->lesson_id);
+    member_drop_backlog(c, mb);
     free(mb->since_epoch);
     memset(mb, 0, sizeof(*mb));
     c->n_rooms--;
@@ -829,26 +881,103 @@ static void on_room_ready(edge_loop *loop, const char *name, uint64_t last_seq)
     }
 }
 
-/* A replay ended: "subscribed", the history, then what arrived live
- * meanwhile (held in the room's ring), then live delivery. */
-static void on_replay(edge_loop *loop, edge_replay *rp)
+/* ---- catching a resuming member up ----
+ * A resuming member gets "subscribed", the history the hub read for it, what
+ * the room received meanwhile, then live messages, in order. The history is
+ * queued as the socket drains (at most half the send queue at a time), so a
+ * long resume never trips WS_SEND_QUEUE_MAX_BYTES; and when the room's ring
+ * no longer reaches back to where the member is, the hub is asked for the
+ * rest (another replay) instead of anything being skipped. */
+
+static void member_drop_backlog(edge_conn *c, edge_member *mb)
+{
+    if (!mb->backlog)
+        return;
+    edge_replay_free(mb->backlog);
+    mb->backlog = NULL;
+    c->n_backlogs--;
+}
+
+/* History done: what the ring holds after last_seq, else the hub again. */
+static void member_catch_up(edge_conn *c, edge_member *mb)
+{
+    edge_room *r = mb->room;
+    uint32_t k = 0;
+    while (k < r->recent_count &&
+           r->recent[(r->recent_start + k) % RECENT_MAX]->seq <= mb->last_seq)
+        k++;
+    if (mb->last_seq >= r->last_seq) {
+        mb->active = true;
+        return;
+    }
+    edge_msg *next = k < r->recent_count ? r->recent[(r->recent_start + k) % RECENT_MAX] : NULL;
+    if (next && next->prev_seq <= mb->last_seq) {
+        for (; k < r->recent_count; k++) {
+            edge_msg *m = r->recent[(r->recent_start + k) % RECENT_MAX];
+            conn_send(c, m);
+            mb->last_seq = m->seq;
+        }
+        mb->active = true;
+        return;
+    }
+    /* The ring moved on while the history went out: fetch the rest. */
+    rt_counter_inc(c->loop->m->resume_continued);
+    mb->replaying = true;
+    edge_hub_replay(c->loop->hub, c->loop->index, c->id, r->name, mb->last_seq, r->last_seq);
+}
+
+/* Queues history while the send queue is under half its cap. */
+static void member_pump(edge_conn *c, edge_member *mb)
+{
+    edge_replay *rp = mb->backlog;
+    size_t budget = (size_t)c->loop->cfg->send_queue_max_bytes / 2;
+    while (mb->backlog_next < rp->n) {
+        if (c->state == CONN_CLOSING)
+            return;
+        edge_msg *m = rp->msgs[mb->backlog_next];
+        if (c->q_len && c->q_bytes + m->len + 1 > budget)
+            return; /* more after the next write */
+        conn_send(c, m);
+        mb->last_seq = m->seq;
+        mb->backlog_next++;
+    }
+    member_drop_backlog(c, mb);
+    member_catch_up(c, mb);
+}
+
+static void conn_pump(edge_conn *c)
+{
+    for (uint16_t i = 0; i < c->cap_rooms && c->n_backlogs; i++)
+        if (c->rooms[i].room && c->rooms[i].backlog)
+            member_pump(c, &c->rooms[i]);
+}
+
+/* A replay arrived. Returns true when it was kept (as the member's backlog). */
+static bool on_replay(edge_loop *loop, edge_replay *rp)
 {
     edge_conn *c = rt_u64map_get(loop->conns, rp->conn_id);
     int slot = c ? conn_find_room(c, rp->room) : -1;
-    if (slot < 0 || !c->rooms[slot].replaying)
-        return; /* left, or closed, meanwhile */
+    if (slot < 0 || !c->rooms[slot].replaying || c->state == CONN_CLOSING)
+        return false; /* left, or closed, meanwhile */
     edge_member *mb = &c->rooms[slot];
-    edge_room *r = mb->room;
-    send_subscribed_as(c, mb->sub_id, r->name, rp->until_seq, rp->recovered);
-    for (size_t i = 0; i < rp->n; i++)
-        conn_send(c, rp->msgs[i]);
-    for (uint32_t k = 0; k < r->recent_count; k++) {
-        edge_msg *m = r->recent[(r->recent_start + k) % RECENT_MAX];
-        if (m->seq > rp->until_seq && m->seq <= r->last_seq)
-            conn_send(c, m);
-    }
     mb->replaying = false;
-    mb->active = true;
+    if (!mb->answered) {
+        send_subscribed_as(c, mb->sub_id, mb->room->name, rp->until_seq, rp->recovered);
+        mb->answered = true;
+    }
+    if (!rp->recovered) {
+        /* Nothing older is pretended: on from the position we answered (a
+         * continuation that cannot be read shows the client the gap in
+         * prevSeq, and it resubscribes). */
+        mb->last_seq = rp->until_seq;
+        member_catch_up(c, mb);
+        return false;
+    }
+    mb->backlog = rp;
+    mb->backlog_next = 0;
+    c->n_backlogs++;
+    member_pump(c, mb);
+    return true;
 }
 
 /* ---- RPCs ---- */
@@ -1454,6 +1583,7 @@ static void reset_room(void *arg, const char *key, void *value)
         edge_member *mb = &r->members[i].conn->rooms[r->members[i].slot];
         mb->active = false;
         mb->replaying = false;
+        member_drop_backlog(r->members[i].conn, mb);
     }
 }
 
@@ -1507,8 +1637,8 @@ static void handle_inbox(edge_loop *loop)
             start_drain(loop, ev->value);
             break;
         case EV_REPLAY:
-            on_replay(loop, ev->replay);
-            edge_replay_free(ev->replay);
+            if (!on_replay(loop, ev->replay))
+                edge_replay_free(ev->replay);
             break;
         case EV_ROOMS_RESET:
             rooms_reset(loop);
@@ -1720,6 +1850,10 @@ rt_status edge_loop_start(edge_loop **out, const edge_loop_options *o)
         /* Small per-connection receive buffer: idle memory matters more
          * than big frames, which are reassembled on demand. */
         .rx_buffer_size = 2048,
+        /* lws writes at most this much per call and copies the rest of a
+         * frame into its own buffer (it would default to rx_buffer_size):
+         * let a whole frame go to the kernel at once. */
+        .tx_packet_size = FRAME_MAX + 16,
     };
     loop->protocols[1] = (struct lws_protocols){
         .name = "edge-accept",

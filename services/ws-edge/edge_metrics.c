@@ -70,6 +70,9 @@ void edge_metrics_register(edge_metrics *m, rt_metrics *r)
     m->replays_stream = rt_metrics_counter(
         r, "unpuzzle_edge_resumes_total", "Subscribes with since that replayed history, by source.",
         "source=\"stream\"");
+    m->resume_continued = rt_metrics_counter(
+        r, "unpuzzle_edge_resume_continuations_total",
+        "Resumes that fetched more history because the room moved on meanwhile.", NULL);
     m->epoch_resets = rt_metrics_counter(r, "unpuzzle_edge_epoch_resets_total",
                                          "Times the ROOMS stream was found recreated.", NULL);
     m->auth_ok = rt_metrics_counter(r, "unpuzzle_edge_auth_total", "Token checks by result.",

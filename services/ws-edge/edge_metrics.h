@@ -32,6 +32,7 @@ typedef struct edge_metrics {
     rt_counter *history_reads;      /* messages read from the ROOMS stream */
     rt_counter *replays_cached;     /* resumes answered from the hub's history */
     rt_counter *replays_stream;     /* resumes that read the stream */
+    rt_counter *resume_continued;   /* resumes that needed another replay to catch up */
     rt_counter *epoch_resets;       /* the ROOMS stream was recreated */
     rt_counter *auth_ok;
     rt_counter *auth_failed[16]; /* by VerifyError */

@@ -1,5 +1,6 @@
 #include "edge_service.h"
 
+#include <malloc.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -36,6 +37,7 @@ struct edge_service {
     atomic_bool presence_stop;
     char instance[24]; /* random per process: presence sequences restart with it */
     char presence_subject[128];
+    int64_t last_trim_ms;
 };
 
 /* Publishes the whole presence of this edge (in parts when large). */
@@ -148,6 +150,13 @@ int edge_service_port(const edge_service *svc)
 void edge_service_tick(edge_service *svc)
 {
     edge_hub_tick(svc->hub);
+    /* After a mass disconnect or a resume burst, give freed memory back to
+     * the system instead of holding the peak for good (glibc keeps it). */
+    int64_t now = rt_time_now_ms();
+    if (now - svc->last_trim_ms >= 30000) {
+        svc->last_trim_ms = now;
+        malloc_trim(0);
+    }
 }
 
 bool edge_service_ready(void *arg, char *why, size_t why_size)

@@ -159,6 +159,33 @@ static inline json_t *ws_join(rt_testws *ws, const char *id, const char *room)
     return m;
 }
 
+/* Sends a subscribe with since:{seq,epoch} (a client coming back). */
+static inline void ws_send_resume(rt_testws *ws, const char *id, const char *room, uint64_t seq,
+                                  const char *epoch)
+{
+    json_t *frame = json_pack("{s:s, s:s, s:s, s:{s:I, s:s}}", "type", "subscribe", "id", id,
+                              "room", room, "since", "seq", (json_int_t)seq, "epoch", epoch);
+    char *text = json_dumps(frame, JSON_COMPACT);
+    json_decref(frame);
+    ws_send(ws, text);
+    free(text);
+}
+
+/* Resubscribes with since on a connection new to the room: the next object
+ * must be its "subscribed" (nothing of the room comes before it); returns
+ * it. */
+static inline json_t *ws_resume(rt_testws *ws, const char *id, const char *room, uint64_t seq,
+                                const char *epoch)
+{
+    ws_send_resume(ws, id, room, seq, epoch);
+    json_t *m = ws_expect_type(ws, "subscribed");
+    if (strcmp(rt_json_str(m, "id"), id) != 0 || strcmp(rt_json_str(m, "room"), room) != 0) {
+        char *text = json_dumps(m, JSON_COMPACT);
+        fail_msg("expected subscribed %s for %s, got %s", id, room, text);
+    }
+    return m;
+}
+
 /* A sample of an edge's /metrics (-1 when absent). */
 static inline double edge_metric(int port, const char *series)
 {

@@ -129,8 +129,10 @@ rt_status rt_test_stack_start_edges(rt_test_stack *st, int n, const char *const 
     return RT_OK;
 }
 
-rt_status rt_test_publish_room(uint64_t *seq, bool *duplicate, rt_test_stack *st, const char *room,
-                               const Unpuzzle__Rt__V1__RoomMessage *msg)
+/* rt_test_publish_room through any JetStream context, waiting up to
+ * max_wait_ms for the ack. */
+static rt_status publish_room_js(uint64_t *seq, bool *duplicate, jsCtx *js, int max_wait_ms,
+                                 const char *room, const Unpuzzle__Rt__V1__RoomMessage *msg)
 {
     char subject[160];
     const char *colon = strchr(room, ':');
@@ -149,8 +151,8 @@ rt_status rt_test_publish_room(uint64_t *seq, bool *duplicate, rt_test_stack *st
     jsPubOptions_Init(&po);
     if (msg->event_id && msg->event_id[0])
         po.MsgId = msg->event_id;
-    po.MaxWait = 5000;
-    ns = js_Publish(&ack, st->js, subject, buf, (int)len, &po, &jerr);
+    po.MaxWait = max_wait_ms;
+    ns = js_Publish(&ack, js, subject, buf, (int)len, &po, &jerr);
     free(buf);
     if (ns != NATS_OK)
         return RT_ERR(RT_ERR_NATS, "publish %s: %s (%d)", subject, natsStatus_GetText(ns),
@@ -163,9 +165,15 @@ rt_status rt_test_publish_room(uint64_t *seq, bool *duplicate, rt_test_stack *st
     return RT_OK;
 }
 
-rt_status rt_test_publish_room_confusion(uint64_t *seq, rt_test_stack *st, const char *room,
-                                         const char *event_id, const char *user_id,
-                                         const char *text)
+rt_status rt_test_publish_room(uint64_t *seq, bool *duplicate, rt_test_stack *st, const char *room,
+                               const Unpuzzle__Rt__V1__RoomMessage *msg)
+{
+    return publish_room_js(seq, duplicate, st->js, 5000, room, msg);
+}
+
+static rt_status publish_confusion_js(uint64_t *seq, bool *duplicate, jsCtx *js, int max_wait_ms,
+                                      const char *room, const char *event_id, const char *user_id,
+                                      const char *text)
 {
     Unpuzzle__Rt__V1__RoomMessage msg = UNPUZZLE__RT__V1__ROOM_MESSAGE__INIT;
     Unpuzzle__Rt__V1__ConfusionCreated cc = UNPUZZLE__RT__V1__CONFUSION_CREATED__INIT;
@@ -190,7 +198,21 @@ rt_status rt_test_publish_room_confusion(uint64_t *seq, rt_test_stack *st, const
     msg.event_id = (char *)event_id;
     msg.payload_case = UNPUZZLE__RT__V1__ROOM_MESSAGE__PAYLOAD_CONFUSION_CREATED;
     msg.confusion_created = &cc;
-    return rt_test_publish_room(seq, NULL, st, room, &msg);
+    return publish_room_js(seq, duplicate, js, max_wait_ms, room, &msg);
+}
+
+rt_status rt_test_publish_room_confusion(uint64_t *seq, rt_test_stack *st, const char *room,
+                                         const char *event_id, const char *user_id,
+                                         const char *text)
+{
+    return publish_confusion_js(seq, NULL, st->js, 5000, room, event_id, user_id, text);
+}
+
+rt_status rt_test_publish_room_confusion_js(uint64_t *seq, bool *duplicate, jsCtx *js,
+                                            int max_wait_ms, const char *room, const char *event_id,
+                                            const char *user_id, const char *text)
+{
+    return publish_confusion_js(seq, duplicate, js, max_wait_ms, room, event_id, user_id, text);
 }
 
 void rt_test_stack_destroy(rt_test_stack *st)

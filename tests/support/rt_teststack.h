@@ -74,6 +74,13 @@ rt_status rt_test_publish_room(uint64_t *seq, bool *duplicate, rt_test_stack *st
 rt_status rt_test_publish_room_confusion(uint64_t *seq, rt_test_stack *stack, const char *room,
                                          const char *event_id, const char *user_id,
                                          const char *text);
+/* The same through any JetStream context `js` (e.g. a publisher thread's
+ * own connection), waiting up to max_wait_ms for the ack; *duplicate (may be
+ * NULL) as in rt_test_publish_room: a duplicate's *seq is the stored
+ * original's. */
+rt_status rt_test_publish_room_confusion_js(uint64_t *seq, bool *duplicate, jsCtx *js,
+                                            int max_wait_ms, const char *room, const char *event_id,
+                                            const char *user_id, const char *text);
 
 /* Stops everything; NULL harmless. */
 void rt_test_stack_destroy(rt_test_stack *stack);

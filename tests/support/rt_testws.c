@@ -759,6 +759,20 @@ size_t rt_testws_queued(const rt_testws *ws)
     return json_array_size(ws->queue);
 }
 
+size_t rt_testws_read_available(rt_testws *ws, size_t max_bytes)
+{
+    size_t total = 0, cap = max_bytes ? max_bytes : (size_t)4 << 20;
+    while (total < cap && !ws->eof) {
+        size_t before = ws->in_len;
+        if (!read_some(ws, 0) || ws->in_len == before)
+            break;
+        total += ws->in_len - before;
+        process(ws);
+    }
+    process(ws);
+    return total;
+}
+
 int rt_testws_close_code(const rt_testws *ws)
 {
     return ws->close_code;

@@ -143,6 +143,13 @@ rt_status rt_testws_wait_close(rt_testws *ws, int timeout_ms);
 void rt_testws_drain(rt_testws *ws, int timeout_ms);
 /* Objects waiting in the queue. */
 size_t rt_testws_queued(const rt_testws *ws);
+/* Never waits: reads what the socket holds right now (up to max_bytes; 0:
+ * 4 MiB) and processes it like the functions above (JSON queued, pings
+ * answered, a close recorded). Returns the bytes read. For driving many
+ * clients from one poll() loop over rt_testws_fd(): when the fd is readable,
+ * call this, then pop the queue with rt_testws_recv_json(&m, ws, 0) (a zero
+ * timeout never reads the socket). */
+size_t rt_testws_read_available(rt_testws *ws, size_t max_bytes);
 
 /* The close code the server sent: -1 while open, 1005 for a close frame
  * without code, 1006 when the TCP connection ended without a close frame. */
