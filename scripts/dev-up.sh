@@ -8,7 +8,8 @@
 #
 # Ports (override with the variables): NATS 4222 (DEV_NATS_PORT), NATS
 # monitoring 8222, PostgreSQL 5433 (DEV_PG_PORT), auth admin 9101,
-# ws-edge 8080 (DEV_WS_PORT; /ws and its /healthz /readyz /metrics).
+# ws-edge 8080 (DEV_WS_PORT; /ws and its /healthz /readyz /metrics),
+# analytics-aggregator admin 9102.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -77,6 +78,8 @@ WS_PORT=$WS_PORT EDGE_ID=dev-edge \
   WS_ALLOWED_ORIGINS=${WS_ALLOWED_ORIGINS:-http://localhost:3000,http://127.0.0.1:3000} \
   build/bin/ws-edge &
 pids+=($!)
+ADMIN_PORT=9102 ANALYTICS_REPLICA_ID=dev-analytics build/bin/analytics-aggregator &
+pids+=($!)
 
 cat <<INFO
 
@@ -85,6 +88,7 @@ Unpuzzle realtime is running (Ctrl-C stops everything):
   PostgreSQL    $DATABASE_URL
   auth          http://127.0.0.1:9101/healthz /readyz /metrics
   ws-edge       ws://127.0.0.1:$WS_PORT/ws   (and /healthz /readyz /metrics)
+  analytics     http://127.0.0.1:9102/healthz /readyz /metrics
 Try it (in another shell, from $ROOT):
   export SUPABASE_JWT_SECRET=$SUPABASE_JWT_SECRET
   TOKEN=\$(build/bin/rtctl token demo-student-1)

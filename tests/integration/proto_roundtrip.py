@@ -30,7 +30,7 @@ BIG_INT64 = 9007199254740993  # 2^53 + 1: not exact as a double
 MAX_UINT64 = 18446744073709551615
 
 
-MODULES = ("analytics", "auth", "common", "events", "notify", "presence", "rooms")
+MODULES = ("analytics", "analytics_state", "auth", "common", "events", "notify", "presence", "rooms")
 
 
 def load(directory):

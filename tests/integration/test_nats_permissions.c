@@ -427,6 +427,65 @@ static void ws_edge_publishes_events_through_jetstream(void **state)
     jsPubAck_Destroy(ack);
 }
 
+/* analytics-aggregator as its own NATS user: creates its consumer, applies
+ * what Django publishes, answers ws-edge's snapshot request, publishes to
+ * rooms (checked by the violation scan at the end). */
+static void analytics_aggregator_works_under_its_permissions(void **state)
+{
+    (void)state;
+    char nats_url[160], db_url[256], port_env[32];
+    int port = rt_test_free_port();
+    snprintf(nats_url, sizeof(nats_url), "NATS_URL=%s", T.nats_url);
+    snprintf(db_url, sizeof(db_url), "DATABASE_URL=%s", rt_test_pg_url(T.pg));
+    snprintf(port_env, sizeof(port_env), "ADMIN_PORT=%d", port);
+    const char *env[] = {nats_url,
+                         "NATS_USER=analytics-aggregator",
+                         "NATS_PASSWORD=" PW_ANALYTICS,
+                         db_url,
+                         port_env,
+                         "ANALYTICS_REPLICA_ID=perm-agg",
+                         "ANALYTICS_PARTITIONS=4",
+                         "LOG_LEVEL=debug",
+                         NULL};
+    rt_test_proc *agg = NULL;
+    assert_int_equal(rt_test_proc_start(&agg, "analytics-aggregator", NULL, env), RT_OK);
+    assert_int_equal(rt_test_proc_wait_http(agg, port, "/readyz", 200, 15000), RT_OK);
+
+    rt_test_stack django = as_client(&T.django);
+    assert_int_equal(rt_test_publish_enrollment(&django, "perm-agg-1", "pc2", "perm-teacher",
+                                                CHANGE(ADDED), MEMBER(INSTRUCTOR),
+                                                rt_time_now_ms() / 1000),
+                     RT_OK);
+    assert_int_equal(rt_test_publish_enrollment(&django, "perm-agg-2", "pc2", "perm-student",
+                                                CHANGE(ADDED), MEMBER(STUDENT),
+                                                rt_time_now_ms() / 1000),
+                     RT_OK);
+    /* ws-edge asks for the course's snapshot until both are counted. */
+    Unpuzzle__Rt__V1__SnapshotRequest req = UNPUZZLE__RT__V1__SNAPSHOT_REQUEST__INIT;
+    req.course_id = "pc2";
+    uint8_t buf[64];
+    size_t len = unpuzzle__rt__v1__snapshot_request__pack(&req, buf);
+    uint32_t enrolled = 0;
+    for (int i = 0; i < 100 && enrolled != 1; i++) {
+        natsMsg *reply = NULL;
+        if (natsConnection_Request(&reply, T.ws_edge.nc, "analytics.v1.snapshot", buf, (int)len,
+                                   2000) == NATS_OK) {
+            Unpuzzle__Rt__V1__CourseMetrics *m =
+                unpuzzle__rt__v1__course_metrics__unpack(NULL, (size_t)natsMsg_GetDataLength(reply),
+                                                         (const uint8_t *)natsMsg_GetData(reply));
+            assert_non_null(m);
+            assert_string_equal(m->course_id, "pc2");
+            enrolled = m->enrolled_students;
+            unpuzzle__rt__v1__course_metrics__free_unpacked(m, NULL);
+            natsMsg_Destroy(reply);
+        }
+        if (enrolled != 1)
+            sleep_ms(100);
+    }
+    assert_int_equal(enrolled, 1);
+    rt_test_proc_destroy(agg);
+}
+
 static void every_service_user_connects(void **state)
 {
     (void)state;
@@ -616,7 +675,8 @@ static void auth_with_wrong_password_never_ready(void **state)
     free(log);
 }
 
-/* Last: across everything above, nats-server never refused auth anything
+/* Last: across everything above, nats-server never refused auth or the
+ * analytics-aggregator anything
  * (a missing JetStream API permission would show up here first). */
 static void auth_had_no_permission_violation(void **state)
 {
@@ -628,8 +688,9 @@ static void auth_had_no_permission_violation(void **state)
     /* The other users' violations above must be in the log: the check sees them. */
     assert_non_null(strstr(log, "User \"django\""));
     for (char *line = strtok(log, "\n"); line; line = strtok(NULL, "\n"))
-        if (strstr(line, "Violation") && strstr(line, "User \"auth\""))
-            fail_msg("nats-server refused auth: %s", line);
+        if (strstr(line, "Violation") &&
+            (strstr(line, "User \"auth\"") || strstr(line, "User \"analytics-aggregator\"")))
+            fail_msg("nats-server refused a service: %s", line);
     free(log);
 }
 
@@ -640,6 +701,7 @@ int main(void)
         cmocka_unit_test(enrollment_from_django_takes_effect),
         cmocka_unit_test(restart_updates_stream_under_permissions),
         cmocka_unit_test(ws_edge_publishes_events_through_jetstream),
+        cmocka_unit_test(analytics_aggregator_works_under_its_permissions),
         cmocka_unit_test(every_service_user_connects),
         cmocka_unit_test(django_cannot_subscribe_to_auth),
         cmocka_unit_test(django_cannot_forge_invalidations),
