@@ -19,10 +19,11 @@ static auth_decision deny(auth_deny_reason reason)
     return (auth_decision){.allowed = false, .reason = reason};
 }
 
-static auth_decision allow_course(const char *course_id)
+static auth_decision allow_course(const char *course_id, auth_member_role member)
 {
     auth_decision d = allow();
     snprintf(d.course_id, sizeof(d.course_id), "%s", course_id);
+    d.member_role = member;
     return d;
 }
 
@@ -32,11 +33,11 @@ static auth_decision decide_course(const auth_membership_source *source, const c
     auth_member_role member = MEMBER(UNSPECIFIED);
 
     if (role == ROLE(ADMIN))
-        return allow_course(course_id);
+        return allow_course(course_id, MEMBER(UNSPECIFIED));
     if (source->member_role(&member, source->ctx, course_id, user_id) != RT_OK)
         return deny(DENY(UNAVAILABLE));
     if (member == MEMBER(STUDENT) || member == MEMBER(INSTRUCTOR))
-        return allow_course(course_id);
+        return allow_course(course_id, member);
     return deny(DENY(NOT_MEMBER));
 }
 

@@ -42,6 +42,7 @@ typedef struct auth_decision {
     /* Allowed course: and lesson: rooms: the course the room belongs to
      * (ws-edge reports presence per course); "" otherwise. */
     char course_id[RT_ID_MAX + 1];
+    auth_member_role member_role; /* in that course; UNSPECIFIED for admins */
 } auth_decision;
 
 /* Decides whether (user_id, role) may join `room` (a room name such as

@@ -149,6 +149,7 @@ static void reply_authorize(auth_service *svc, natsMsg *msg, auth_decision d, co
     r.reason = d.reason;
     r.message = (char *)(message ? message : "");
     r.course_id = d.course_id;
+    r.member_role = d.member_role;
     if ((size_t)d.reason < sizeof(svc->authorize_result) / sizeof(svc->authorize_result[0]))
         rt_counter_inc(svc->authorize_result[d.reason]);
     reply(svc, msg, &r.base);

@@ -65,6 +65,8 @@ static const struct {
     {"prompt", EDGE_IN_ACTION, F_TYPE | F_ID | F_ACTION | F_PAYLOAD, F_ID | F_ACTION | F_PAYLOAD},
     {"notification", EDGE_IN_ACTION, F_TYPE | F_ID | F_ACTION | F_PAYLOAD,
      F_ID | F_ACTION | F_PAYLOAD},
+    /* {"type":"notifications","action":"list","id":"n1","payload":{...}} */
+    {"notifications", EDGE_IN_ACTION, F_TYPE | F_ID | F_ACTION | F_PAYLOAD, F_ID | F_ACTION},
 };
 
 #define N_ELEMS(a) (sizeof(a) / sizeof((a)[0]))
@@ -282,9 +284,9 @@ static rt_status parse_fields(edge_in_frame *out, json_t *root, char *why, size_
             if (!json_is_string(v))
                 return fail(why, why_size, "action must be a string");
             s = json_string_value(v);
-            if (strcmp(s, "create") != 0 && strcmp(s, "update") != 0)
-                return fail(why, why_size, "action must be create or update");
-            memcpy(out->action, s, 7); /* "create" or "update" + NUL */
+            if (strcmp(s, "create") != 0 && strcmp(s, "update") != 0 && strcmp(s, "list") != 0)
+                return fail(why, why_size, "action must be create, update or list");
+            snprintf(out->action, sizeof(out->action), "%s", s);
             seen |= F_ACTION;
             break;
         case F_PAYLOAD:
@@ -638,6 +640,40 @@ char *edge_render_ack(size_t *out_len, const char *id, const char *event_id)
     wb_lit(&b, "{\"type\":\"ack\"");
     wb_opt_field(&b, ",\"id\":", id);
     wb_field(&b, ",\"eventId\":", event_id);
+    wb_lit(&b, "}");
+    return wb_finish(&b, out_len);
+}
+
+char *edge_render_action_ack(size_t *out_len, const char *id, const char *event_id,
+                             const char *entity_key, const char *entity_id, bool duplicate)
+{
+    wbuf b;
+
+    wb_init(&b, 160);
+    wb_lit(&b, "{\"type\":\"ack\"");
+    wb_opt_field(&b, ",\"id\":", id);
+    wb_field(&b, ",\"eventId\":", event_id);
+    if (entity_key && *entity_key && entity_id && *entity_id) {
+        wb_lit(&b, ",\"");
+        wb_lit(&b, entity_key); /* a fixed key of ours, not input */
+        wb_lit(&b, "\":");
+        wb_field(&b, "", entity_id);
+    }
+    if (duplicate)
+        wb_lit(&b, ",\"duplicate\":true");
+    wb_lit(&b, "}");
+    return wb_finish(&b, out_len);
+}
+
+char *edge_render_notifications(size_t *out_len, const char *id, const char *payload_json)
+{
+    wbuf b;
+
+    wb_init(&b, 64 + (payload_json ? strlen(payload_json) : 2));
+    wb_lit(&b, "{\"type\":\"notifications\"");
+    wb_opt_field(&b, ",\"id\":", id);
+    wb_lit(&b, ",\"payload\":");
+    wb_lit(&b, payload_json && *payload_json ? payload_json : "{}");
     wb_lit(&b, "}");
     return wb_finish(&b, out_len);
 }

@@ -104,6 +104,14 @@ char *edge_render_unsubscribed(size_t *out_len, const char *id, const char *room
 char *edge_render_pong(size_t *out_len, const char *id, int64_t server_time_ms);
 /* {"type":"ack","id":"…","eventId":"…"} */
 char *edge_render_ack(size_t *out_len, const char *id, const char *event_id);
+/* {"type":"ack","id":"…","eventId":"…","confusionId":"…","duplicate":true}:
+ * the entity only when entity_key and entity_id are set, duplicate only when
+ * true (JetStream had the event already: a retried action). */
+char *edge_render_action_ack(size_t *out_len, const char *id, const char *event_id,
+                             const char *entity_key, const char *entity_id, bool duplicate);
+/* {"type":"notifications","id":"…","payload":<payload_json>} (payload_json is
+ * JSON made by rt_pbjson; "{}" when NULL or ""). */
+char *edge_render_notifications(size_t *out_len, const char *id, const char *payload_json);
 
 /*
  * A room message as the browser sees it (spec "Messages to the browser"):

@@ -17,6 +17,7 @@
 
 #define RTD_PREFIX "rtd.v1.room."
 #define MAX_LOOPS 64
+#define PUBLISHERS 4
 
 typedef struct hub_room {
     char name[RT_ROOM_NAME_MAX];
@@ -44,6 +45,9 @@ struct edge_hub {
     natsSubscription *sub_replies, *sub_inval_enrollment, *sub_inval_lesson;
     char reply_prefix[96];
     rt_workers *lookups;
+    /* Actions: JetStream publishes wait for their ack. One thread each, and
+     * a connection always uses the same one, so its actions stay in order. */
+    rt_workers *publishers[PUBLISHERS];
 
     pthread_mutex_t lock;
     rt_strmap *rooms; /* subject -> hub_room */
@@ -124,9 +128,18 @@ static uint64_t header_u64(natsMsg *msg, const char *name)
     return strtoull(value, NULL, 10);
 }
 
+/* The connection of ours an action came from ("<edge_id>-<hex>"), or 0. */
+static uint64_t origin_on_this_edge(const edge_hub *hub, const char *origin)
+{
+    size_t n = strlen(hub->config->edge_id);
+    if (!origin || strncmp(origin, hub->config->edge_id, n) != 0 || origin[n] != '-')
+        return 0;
+    return strtoull(origin + n + 1, NULL, 16);
+}
+
 /* Decodes and renders a RoomMessage once; NULL when it is not one. */
-static edge_msg *render(natsMsg *nmsg, const char *room_name, uint64_t seq, uint64_t prev,
-                        uint64_t received_ns)
+static edge_msg *render(const edge_hub *hub, natsMsg *nmsg, const char *room_name, uint64_t seq,
+                        uint64_t prev, uint64_t received_ns)
 {
     Unpuzzle__Rt__V1__RoomMessage *rm = unpuzzle__rt__v1__room_message__unpack(
         NULL, (size_t)natsMsg_GetDataLength(nmsg), (const uint8_t *)natsMsg_GetData(nmsg));
@@ -134,10 +147,12 @@ static edge_msg *render(natsMsg *nmsg, const char *room_name, uint64_t seq, uint
         return NULL;
     size_t len = 0;
     char *json = edge_render_room_message(&len, rm, room_name, seq, prev);
+    uint64_t origin = origin_on_this_edge(hub, rm->origin_connection_id);
     unpuzzle__rt__v1__room_message__free_unpacked(rm, NULL);
     if (!json)
         return NULL;
     edge_msg *msg = edge_msg_new(json, len, seq, prev, received_ns);
+    msg->origin_conn = origin;
     free(json);
     return msg;
 }
@@ -219,7 +234,7 @@ static fetch_result fetch_history(edge_hub *hub, const char *room_name, const ch
             result = FETCH_TOO_MANY;
             break;
         }
-        edge_msg *msg = render(m, room_name, seq, prev, 0);
+        edge_msg *msg = render(hub, m, room_name, seq, prev, 0);
         natsMsg_Destroy(m);
         read++;
         last_read = seq;
@@ -335,7 +350,7 @@ static void on_room_message(natsConnection *nc, natsSubscription *sub, natsMsg *
     snprintf(subject, sizeof(subject), "%s", natsMsg_GetSubject(nmsg));
     edge_msg *msg = NULL;
     if (room_from_subject(room_name, subject) && seq != 0)
-        msg = render(nmsg, room_name, seq, prev, received);
+        msg = render(hub, nmsg, room_name, seq, prev, received);
     natsMsg_Destroy(nmsg);
     if (!msg) {
         rt_log_warn("room message dropped: not a RoomMessage from the ROOMS stream", "{s:s}",
@@ -794,6 +809,88 @@ rt_status edge_hub_request(edge_hub *hub, int loop_index, uint64_t request_id, c
     return RT_OK;
 }
 
+/* ---- actions (publisher workers) ---- */
+
+typedef struct action_job {
+    int loop_index;
+    uint64_t request_id;
+    edge_action *action;
+} action_job;
+
+static rt_status publish_message(edge_hub *hub, const char *subject, const ProtobufCMessage *m,
+                                 const char *msg_id, bool *duplicate)
+{
+    size_t len = protobuf_c_message_get_packed_size(m);
+    uint8_t *buf = rt_malloc(len ? len : 1);
+    protobuf_c_message_pack(m, buf);
+    rt_status s =
+        rt_nats_js_publish(NULL, duplicate, hub->nats, subject, buf, (int)len, msg_id, 2000, 3);
+    free(buf);
+    return s;
+}
+
+static void run_action(void *arg, void *item)
+{
+    edge_hub *hub = arg;
+    action_job *job = item;
+    edge_action *a = job->action;
+    bool duplicate = false;
+    rt_status s = RT_OK;
+    for (size_t i = 0; i < a->n_events && s == RT_OK; i++) {
+        bool dup = false;
+        s = publish_message(hub, a->subjects[i], a->events[i], a->event_ids[i], &dup);
+        if (i == 0)
+            duplicate = dup;
+    }
+    if (s != RT_OK)
+        rt_log_warn("action not stored", "{s:s, s:s}", "subject", a->subjects[0], "error",
+                    rt_error_message());
+    if (s == RT_OK && a->fanout) {
+        rt_room room;
+        char subject[RT_ROOM_SUBJECT_MAX];
+        if (rt_room_parse(&room, a->fanout_room) == RT_OK) {
+            rt_room_subject(subject, sizeof(subject), "rt.v1.room", &room);
+            if (publish_message(hub, subject, &a->fanout->base, a->fanout_msg_id, NULL) != RT_OK)
+                rt_log_warn("action stored but not shown in its room", "{s:s, s:s}", "room",
+                            a->fanout_room, "error", rt_error_message());
+        }
+    }
+    if (loops_enter(hub)) {
+        edge_loop_post_action_done(hub->loops[job->loop_index], job->request_id, s, duplicate);
+        loops_leave(hub);
+    }
+    edge_action_free(a);
+    free(a);
+    free(job);
+}
+
+static void discard_action(void *arg, void *item)
+{
+    action_job *job = item;
+    (void)arg;
+    edge_action_free(job->action);
+    free(job->action);
+    free(job);
+}
+
+void edge_hub_publish_action(edge_hub *hub, int loop_index, uint64_t request_id, uint64_t order_key,
+                             edge_action *action)
+{
+    action_job *job = rt_calloc(1, sizeof(*job));
+    job->loop_index = loop_index;
+    job->request_id = request_id;
+    job->action = action;
+    uint64_t k = order_key * 0x9E3779B97F4A7C15ull + (uint64_t)loop_index;
+    if (rt_workers_submit(hub->publishers[(k >> 32) % PUBLISHERS], job) != RT_OK) {
+        discard_action(hub, job);
+        if (loops_enter(hub)) {
+            edge_loop_post_action_done(hub->loops[loop_index], request_id, RT_ERR_UNAVAILABLE,
+                                       false);
+            loops_leave(hub);
+        }
+    }
+}
+
 rt_status edge_hub_publish(edge_hub *hub, const char *subject, const void *data, size_t len)
 {
     natsStatus s = natsConnection_Publish(rt_nats_connection(hub->nats), subject, data, (int)len);
@@ -813,6 +910,8 @@ rt_status edge_hub_create(edge_hub **out, const edge_config *config, edge_metric
     pthread_mutex_init(&hub->lock, NULL);
     pthread_rwlock_init(&hub->loops_lock, NULL);
     rt_status s = rt_workers_create(&hub->lookups, 2, 100000, run_job, discard_job, hub);
+    for (int i = 0; i < PUBLISHERS && s == RT_OK; i++)
+        s = rt_workers_create(&hub->publishers[i], 1, 100000, run_action, discard_action, hub);
     if (s != RT_OK) {
         edge_hub_destroy(hub);
         return s;
@@ -955,6 +1054,8 @@ void edge_hub_destroy(edge_hub *hub)
         return;
     atomic_store(&hub->stopping, true);
     rt_workers_destroy(hub->lookups);
+    for (int i = 0; i < PUBLISHERS; i++)
+        rt_workers_destroy(hub->publishers[i]);
     natsSubscription *subs[] = {hub->sub_replies, hub->sub_inval_enrollment, hub->sub_inval_lesson};
     for (size_t i = 0; i < sizeof(subs) / sizeof(subs[0]); i++) {
         if (subs[i]) {

@@ -23,6 +23,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "edge_actions.h"
 #include "edge_config.h"
 #include "edge_frames.h"
 #include "edge_loop.h"
@@ -68,6 +69,14 @@ void edge_hub_replay(edge_hub *hub, int loop_index, uint64_t conn_id, const char
  * request_id, ...). RT_ERR_UNAVAILABLE when NATS is down. */
 rt_status edge_hub_request(edge_hub *hub, int loop_index, uint64_t request_id, const char *subject,
                            const void *data, size_t len);
+
+/* Stores an action's events in EVENTS (JetStream, Nats-Msg-Id = event id,
+ * retried on timeout) and then shows its room message, on a worker thread,
+ * and posts the outcome to edge_loop_post_action_done(loop, request_id,
+ * ...). Actions with the same order_key (a connection) are stored in the
+ * order they were handed in. Takes ownership of the action. */
+void edge_hub_publish_action(edge_hub *hub, int loop_index, uint64_t request_id, uint64_t order_key,
+                             edge_action *action);
 
 /* A core NATS publish (presence): fire and forget, RT_ERR_UNAVAILABLE
  * when NATS is down. */

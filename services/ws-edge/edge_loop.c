@@ -28,12 +28,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "edge_actions.h"
 #include "edge_frames.h"
 #include "edge_hub.h"
 #include "edge_limits.h"
 #include "rt_alloc.h"
 #include "rt_log.h"
 #include "rt_map.h"
+#include "rt_pbjson.h"
 #include "rt_proto.h"
 #include "rt_time.h"
 
@@ -133,7 +135,14 @@ struct edge_room {
     uint32_t recent_start, recent_count;
 };
 
-typedef enum rpc_kind { RPC_VERIFY, RPC_REFRESH, RPC_AUTHORIZE } rpc_kind;
+typedef enum rpc_kind {
+    RPC_VERIFY,
+    RPC_REFRESH,
+    RPC_AUTHORIZE,      /* subscribe */
+    RPC_ACTION_AUTHZ,   /* may this user act in the course? */
+    RPC_ACTION_PUBLISH, /* the hub is storing the action's events */
+    RPC_NOTIFY_LIST,    /* notify.v1.list */
+} rpc_kind;
 
 typedef struct pending_rpc {
     uint64_t conn_id;
@@ -145,12 +154,27 @@ typedef struct pending_rpc {
     uint64_t since_seq;
     char since_epoch[EDGE_EPOCH_MAX + 1];
     char course_id[RT_ID_MAX + 1]; /* from the authorize reply (presence) */
+    /* actions */
+    edge_action *action; /* owned while authorizing (RPC_ACTION_AUTHZ) */
+    char event_id[EDGE_EVENT_ID_MAX + 1];
+    const char *entity_key;
+    char entity_id[EDGE_EVENT_ID_MAX + 1];
 } pending_rpc;
+
+static void pending_free(pending_rpc *p)
+{
+    if (p && p->action) {
+        edge_action_free(p->action);
+        free(p->action);
+    }
+    free(p);
+}
 
 /* A remembered "allowed" (authz_cache). */
 typedef struct authz_entry {
     uint64_t expires_ns;
     char course_id[RT_ID_MAX + 1];
+    int member_role; /* Unpuzzle__Rt__V1__MemberRole in that course */
 } authz_entry;
 
 typedef struct deadline {
@@ -175,7 +199,8 @@ typedef enum ev_type {
     EV_INVALIDATE,
     EV_DRAIN,
     EV_REPLAY,
-    EV_ROOMS_RESET
+    EV_ROOMS_RESET,
+    EV_ACTION_DONE
 } ev_type;
 
 typedef struct loop_event {
@@ -185,6 +210,8 @@ typedef struct loop_event {
     uint64_t value; /* seq, request id, or drain ms */
     natsMsg *reply;
     edge_replay *replay;
+    rt_status status; /* EV_ACTION_DONE */
+    bool duplicate;
 } loop_event;
 
 struct edge_loop {
@@ -299,6 +326,14 @@ void edge_loop_post_invalidate(edge_loop *loop, const char *user_id)
 {
     loop_event ev = {.type = EV_INVALIDATE};
     snprintf(ev.key, sizeof(ev.key), "%s", user_id ? user_id : "");
+    post(loop, &ev);
+}
+
+void edge_loop_post_action_done(edge_loop *loop, uint64_t request_id, rt_status status,
+                                bool duplicate)
+{
+    loop_event ev = {
+        .type = EV_ACTION_DONE, .value = request_id, .status = status, .duplicate = duplicate};
     post(loop, &ev);
 }
 
@@ -826,7 +861,8 @@ static void room_deliver(edge_loop *loop, edge_room *r, edge_msg *msg)
     for (uint32_t i = 0; i < r->n_members;) {
         room_member_ref ref = r->members[i];
         uint32_t before = r->n_members;
-        if (ref.conn->rooms[ref.slot].active)
+        /* An action's echo skips the connection it came from. */
+        if (ref.conn->rooms[ref.slot].active && ref.conn->id != msg->origin_conn)
             conn_send_ex(ref.conn, msg, true);
         /* A 1013 close does not leave the room until CLOSED, so members do
          * not move under us; guard anyway. */
@@ -1084,6 +1120,28 @@ static void authz_cache_key(char *out, size_t size, const char *user, const char
     snprintf(out, size, "%s\x1f%s", user, room);
 }
 
+/* Remembers an allowed room decision for AUTHZ_CACHE_TTL_MS. */
+static void authz_remember(edge_conn *c, const char *room,
+                           const Unpuzzle__Rt__V1__AuthorizeReply *r)
+{
+    edge_loop *loop = c->loop;
+    if (loop->cfg->authz_cache_ttl_ms <= 0)
+        return;
+    char key[RT_ID_MAX + RT_ROOM_NAME_MAX + 2];
+    authz_cache_key(key, sizeof(key), c->user_id, room);
+    if (rt_strmap_count(loop->authz_cache) >= AUTHZ_CACHE_MAX) {
+        /* Bounded: start over rather than grow (it only costs RPCs). */
+        rt_strmap_each(loop->authz_cache, free_str_value, NULL);
+        rt_strmap_destroy(loop->authz_cache);
+        loop->authz_cache = rt_strmap_create();
+    }
+    authz_entry *e = rt_calloc(1, sizeof(*e));
+    e->expires_ns = rt_time_mono_ns() + (uint64_t)loop->cfg->authz_cache_ttl_ms * 1000000u;
+    snprintf(e->course_id, sizeof(e->course_id), "%s", r->course_id ? r->course_id : "");
+    e->member_role = r->member_role;
+    free(rt_strmap_put(loop->authz_cache, key, e));
+}
+
 static void on_authorize_reply(edge_conn *c, const pending_rpc *p, natsMsg *reply)
 {
     edge_loop *loop = c->loop;
@@ -1105,20 +1163,7 @@ static void on_authorize_reply(edge_conn *c, const pending_rpc *p, natsMsg *repl
         conn_error(c, p->client_id, "forbidden", "you may not join this room", p->room);
     } else {
         rt_counter_inc(loop->m->authorize_allowed);
-        if (loop->cfg->authz_cache_ttl_ms > 0) {
-            char key[RT_ID_MAX + RT_ROOM_NAME_MAX + 2];
-            authz_cache_key(key, sizeof(key), c->user_id, p->room);
-            if (rt_strmap_count(loop->authz_cache) >= AUTHZ_CACHE_MAX) {
-                /* Bounded: start over rather than grow (it only costs RPCs). */
-                rt_strmap_each(loop->authz_cache, free_str_value, NULL);
-                rt_strmap_destroy(loop->authz_cache);
-                loop->authz_cache = rt_strmap_create();
-            }
-            authz_entry *e = rt_calloc(1, sizeof(*e));
-            e->expires_ns = rt_time_mono_ns() + (uint64_t)loop->cfg->authz_cache_ttl_ms * 1000000u;
-            snprintf(e->course_id, sizeof(e->course_id), "%s", r->course_id ? r->course_id : "");
-            free(rt_strmap_put(loop->authz_cache, key, e));
-        }
+        authz_remember(c, p->room, r);
         if (conn_find_room(c, p->room) < 0) {
             pending_rpc joined = *p;
             snprintf(joined.course_id, sizeof(joined.course_id), "%s",
@@ -1130,6 +1175,218 @@ static void on_authorize_reply(edge_conn *c, const pending_rpc *p, natsMsg *repl
         unpuzzle__rt__v1__authorize_reply__free_unpacked(r, NULL);
 }
 
+/* ---- actions ---- */
+
+#define ROLE_ADMIN UNPUZZLE__RT__V1__ROLE__ROLE_ADMIN
+#define MEMBER_INSTRUCTOR UNPUZZLE__RT__V1__MEMBER_ROLE__MEMBER_ROLE_INSTRUCTOR
+
+/* A frame that was well-formed JSON but not a valid request: bad_request,
+ * and it counts toward WS_MAX_BAD_FRAMES like a malformed frame. */
+static void frame_rejected(edge_conn *c, const char *id, const char *why)
+{
+    edge_loop *loop = c->loop;
+    rt_counter_inc(loop->m->bad_frames);
+    conn_error(c, id, "bad_request", why, NULL);
+    if (edge_strikes_add(&c->bad_strikes, (uint16_t)loop->cfg->max_bad_frames, 60000,
+                         rt_time_mono_ns()))
+        conn_close(c, 1008, "too many bad frames");
+}
+
+static void connection_id(char *out, size_t size, const edge_conn *c)
+{
+    snprintf(out, size, "%s-%llx", c->loop->cfg->edge_id, (unsigned long long)c->id);
+}
+
+/* Hands the action to the hub to store; the ack follows on EV_ACTION_DONE. */
+static void action_publish(edge_conn *c, edge_action *a, const char *client_id)
+{
+    edge_loop *loop = c->loop;
+    uint64_t id = ++loop->next_request_id;
+    pending_rpc *p = rt_calloc(1, sizeof(*p));
+    p->conn_id = c->id;
+    p->kind = RPC_ACTION_PUBLISH;
+    /* Publishing retries a timed-out store: allow for it. */
+    p->deadline_ns = rt_time_mono_ns() + (uint64_t)loop->cfg->rpc_timeout_ms * 4000000u;
+    snprintf(p->client_id, sizeof(p->client_id), "%s", client_id);
+    snprintf(p->event_id, sizeof(p->event_id), "%s", a->event_ids[0]);
+    p->entity_key = a->entity_key;
+    snprintf(p->entity_id, sizeof(p->entity_id), "%s", a->entity_id);
+    rt_u64map_put(loop->pending, id, p);
+    edge_hub_publish_action(loop->hub, loop->index, id, c->id, a);
+}
+
+/* Instructors' actions need the instructor role in that course. */
+static bool action_allowed(const edge_conn *c, const edge_action *a, int member_role)
+{
+    if (a->who != EDGE_ACTION_INSTRUCTOR)
+        return true;
+    return c->role == ROLE_ADMIN || member_role == MEMBER_INSTRUCTOR;
+}
+
+static void action_decided(edge_conn *c, edge_action *a, const char *client_id, int member_role)
+{
+    if (action_allowed(c, a, member_role)) {
+        action_publish(c, a, client_id);
+        return;
+    }
+    conn_error(c, client_id, "forbidden", "only an instructor of the course may do this", NULL);
+    edge_action_free(a);
+    free(a);
+}
+
+static void on_action_authz_reply(edge_conn *c, pending_rpc *p, natsMsg *reply)
+{
+    edge_loop *loop = c->loop;
+    Unpuzzle__Rt__V1__AuthorizeReply *r =
+        natsMsg_IsNoResponders(reply)
+            ? NULL
+            : unpuzzle__rt__v1__authorize_reply__unpack(NULL, (size_t)natsMsg_GetDataLength(reply),
+                                                        (const uint8_t *)natsMsg_GetData(reply));
+    if (c->state != CONN_OPEN) {
+        /* closing: the action is dropped with the pending request */
+    } else if (!r ||
+               (!r->allowed && (r->reason == DENY(UNAVAILABLE) || r->reason == DENY(INTERNAL)))) {
+        conn_error(c, p->client_id, "internal", "authorization unavailable; try again", NULL);
+    } else if (!r->allowed) {
+        if ((size_t)r->reason < 8)
+            rt_counter_inc(loop->m->authorize_denied[r->reason]);
+        conn_error(c, p->client_id, "forbidden", "you may not act in this course", NULL);
+    } else {
+        char room[RT_ROOM_NAME_MAX];
+        snprintf(room, sizeof(room), "course:%s", p->action->course_id);
+        authz_remember(c, room, r);
+        edge_action *a = p->action;
+        p->action = NULL; /* handed on */
+        action_decided(c, a, p->client_id, r->member_role);
+    }
+    if (r)
+        unpuzzle__rt__v1__authorize_reply__free_unpacked(r, NULL);
+}
+
+static void on_action_done(edge_loop *loop, uint64_t request_id, rt_status status, bool duplicate)
+{
+    pending_rpc *p = rt_u64map_remove(loop->pending, request_id);
+    if (!p)
+        return; /* timed out already: the client retries with the same id */
+    edge_conn *c = rt_u64map_get(loop->conns, p->conn_id);
+    if (c && c->state == CONN_OPEN) {
+        size_t len = 0;
+        if (status == RT_OK)
+            conn_send_text(c, edge_render_action_ack(&len, p->client_id, p->event_id, p->entity_key,
+                                                     p->entity_id, duplicate));
+        else
+            conn_error(c, p->client_id, "internal",
+                       "could not store the action; retry with the same id", NULL);
+    }
+    pending_free(p);
+}
+
+/* {"type":"notifications","action":"list"}: notify.v1.list for this user. */
+static void notifications_list(edge_conn *c, edge_in_frame *f)
+{
+    Unpuzzle__Rt__V1__ListRequest *in = NULL;
+    Unpuzzle__Rt__V1__ListRequest req = UNPUZZLE__RT__V1__LIST_REQUEST__INIT;
+    char why[200] = "";
+    if (f->payload) {
+        if (json_object_get(f->payload, "userId")) {
+            frame_rejected(c, f->id, "notifications: field userId is set by the server");
+            return;
+        }
+        ProtobufCMessage *m = NULL;
+        if (rt_pbjson_from_json(&m, &unpuzzle__rt__v1__list_request__descriptor, f->payload, NULL,
+                                why, sizeof(why)) != RT_OK) {
+            char reason[240];
+            snprintf(reason, sizeof(reason), "notifications: %s", why);
+            frame_rejected(c, f->id, reason);
+            return;
+        }
+        in = (Unpuzzle__Rt__V1__ListRequest *)m;
+        if (in->limit > 200) {
+            protobuf_c_message_free_unpacked(m, NULL);
+            frame_rejected(c, f->id, "notifications: limit must be at most 200");
+            return;
+        }
+        req.unread_only = in->unread_only;
+        req.limit = in->limit;
+        req.before = in->before;
+    }
+    req.user_id = c->user_id;
+    pending_rpc tmpl = {0};
+    snprintf(tmpl.client_id, sizeof(tmpl.client_id), "%s", f->id);
+    if (!rpc_send(c, RPC_NOTIFY_LIST, "notify.v1.list", &req.base, &tmpl))
+        conn_error(c, f->id, "internal", "notifications unreachable; try again", NULL);
+    if (in)
+        protobuf_c_message_free_unpacked(&in->base, NULL);
+}
+
+static void on_notify_list_reply(edge_conn *c, pending_rpc *p, natsMsg *reply)
+{
+    if (c->state != CONN_OPEN)
+        return;
+    Unpuzzle__Rt__V1__NotificationList *list = natsMsg_IsNoResponders(reply)
+                                                   ? NULL
+                                                   : unpuzzle__rt__v1__notification_list__unpack(
+                                                         NULL, (size_t)natsMsg_GetDataLength(reply),
+                                                         (const uint8_t *)natsMsg_GetData(reply));
+    char *json = NULL;
+    size_t len = 0;
+    if (!list || rt_pbjson_to_string(&json, &len, &list->base, 0) != RT_OK) {
+        conn_error(c, p->client_id, "internal", "notifications unavailable; try again", NULL);
+    } else {
+        conn_send_text(c, edge_render_notifications(&len, p->client_id, json));
+    }
+    free(json);
+    if (list)
+        unpuzzle__rt__v1__notification_list__free_unpacked(list, NULL);
+}
+
+static void handle_action(edge_conn *c, edge_in_frame *f)
+{
+    edge_loop *loop = c->loop;
+    char why[240] = "", conn_id[96];
+
+    if (strcmp(f->action_type, "notifications") == 0) {
+        if (strcmp(f->action, "list") != 0)
+            frame_rejected(c, f->id, "notifications: action must be list");
+        else
+            notifications_list(c, f);
+        return;
+    }
+    connection_id(conn_id, sizeof(conn_id), c);
+    edge_action *a = rt_calloc(1, sizeof(*a));
+    if (edge_action_build(a, f->action_type, f->action, f->payload, c->user_id, conn_id, f->id,
+                          rt_time_now_ms(), why, sizeof(why)) != RT_OK) {
+        free(a);
+        frame_rejected(c, f->id, why);
+        return;
+    }
+    if (a->who == EDGE_ACTION_SELF) {
+        action_publish(c, a, f->id);
+        return;
+    }
+    char room[RT_ROOM_NAME_MAX], key[RT_ID_MAX + RT_ROOM_NAME_MAX + 2];
+    snprintf(room, sizeof(room), "course:%s", a->course_id);
+    authz_cache_key(key, sizeof(key), c->user_id, room);
+    authz_entry *cached = rt_strmap_get(loop->authz_cache, key);
+    if (cached && cached->expires_ns > rt_time_mono_ns()) {
+        rt_counter_inc(loop->m->authz_cache_hits);
+        action_decided(c, a, f->id, cached->member_role);
+        return;
+    }
+    Unpuzzle__Rt__V1__AuthorizeRequest ar = UNPUZZLE__RT__V1__AUTHORIZE_REQUEST__INIT;
+    ar.user_id = c->user_id;
+    ar.role = c->role;
+    ar.room = room;
+    pending_rpc tmpl = {0};
+    snprintf(tmpl.client_id, sizeof(tmpl.client_id), "%s", f->id);
+    tmpl.action = a;
+    if (!rpc_send(c, RPC_ACTION_AUTHZ, "auth.v1.authorize", &ar.base, &tmpl)) {
+        conn_error(c, f->id, "internal", "authorization unreachable; try again", NULL);
+        edge_action_free(a);
+        free(a);
+    }
+}
+
 static void on_rpc_reply(edge_loop *loop, uint64_t request_id, natsMsg *reply)
 {
     pending_rpc *p = rt_u64map_remove(loop->pending, request_id);
@@ -1139,10 +1396,14 @@ static void on_rpc_reply(edge_loop *loop, uint64_t request_id, natsMsg *reply)
     if (c) {
         if (p->kind == RPC_AUTHORIZE)
             on_authorize_reply(c, p, reply);
-        else
+        else if (p->kind == RPC_ACTION_AUTHZ)
+            on_action_authz_reply(c, p, reply);
+        else if (p->kind == RPC_NOTIFY_LIST)
+            on_notify_list_reply(c, p, reply);
+        else if (p->kind == RPC_VERIFY || p->kind == RPC_REFRESH)
             on_verify_reply(c, p, reply);
     }
-    free(p);
+    pending_free(p);
 }
 
 typedef struct expired_list {
@@ -1177,6 +1438,13 @@ static void expire_rpcs(edge_loop *loop)
                 c->pending_subs--;
                 conn_error(c, p->client_id, "internal",
                            "authorization did not answer in time; try again", p->room);
+            } else if (p->kind == RPC_ACTION_AUTHZ || p->kind == RPC_ACTION_PUBLISH ||
+                       p->kind == RPC_NOTIFY_LIST) {
+                conn_error(c, p->client_id, "internal",
+                           p->kind == RPC_NOTIFY_LIST
+                               ? "notifications did not answer in time; try again"
+                               : "not confirmed in time; retry with the same id",
+                           NULL);
             } else {
                 conn_error(c, p->client_id, "internal",
                            "authentication did not answer in time; try again", NULL);
@@ -1186,7 +1454,7 @@ static void expire_rpcs(edge_loop *loop)
                     c->refreshing = false;
             }
         }
-        free(p);
+        pending_free(p);
     }
     free(l.ids);
 }
@@ -1309,7 +1577,7 @@ static void handle_frame(edge_conn *c, const char *data, size_t len)
         break;
     }
     case EDGE_IN_ACTION:
-        conn_error(c, f.id, "bad_request", "actions are not accepted by this edge version", NULL);
+        handle_action(c, &f);
         break;
     }
     edge_frame_release(&f);
@@ -1643,6 +1911,9 @@ static void handle_inbox(edge_loop *loop)
         case EV_ROOMS_RESET:
             rooms_reset(loop);
             break;
+        case EV_ACTION_DONE:
+            on_action_done(loop, ev->value, ev->status, ev->duplicate);
+            break;
         }
     }
     flush_soon(loop);
@@ -1920,11 +2191,11 @@ static void free_room_entry(void *arg, const char *key, void *value)
     free(r);
 }
 
-static void free_value(void *arg, uint64_t key, void *value)
+static void free_pending_value(void *arg, uint64_t key, void *value)
 {
     (void)arg;
     (void)key;
-    free(value);
+    pending_free(value);
 }
 
 static void free_str_value(void *arg, const char *key, void *value)
@@ -1953,7 +2224,7 @@ void edge_loop_stop(edge_loop *loop)
     rt_strmap_each(loop->rooms, free_room_entry, NULL);
     rt_strmap_destroy(loop->rooms);
     rt_u64map_destroy(loop->conns);
-    rt_u64map_each(loop->pending, free_value, NULL);
+    rt_u64map_each(loop->pending, free_pending_value, NULL);
     rt_u64map_destroy(loop->pending);
     rt_strmap_each(loop->authz_cache, free_str_value, NULL);
     rt_strmap_destroy(loop->authz_cache);

@@ -71,6 +71,10 @@ void edge_loop_post_rpc_reply(edge_loop *loop, uint64_t request_id, natsMsg *rep
 void edge_loop_post_replay(edge_loop *loop, edge_replay *replay);
 /* Cached room decisions of a user (or, with NULL, of every lesson room) are stale. */
 void edge_loop_post_invalidate(edge_loop *loop, const char *user_id);
+/* An action's events were stored (status RT_OK; duplicate: JetStream had
+ * them already) or not. */
+void edge_loop_post_action_done(edge_loop *loop, uint64_t request_id, rt_status status,
+                                bool duplicate);
 /* The ROOMS stream was recreated: every room waits for its new position
  * (edge_loop_post_room_ready) and every connection is closed 1012, so
  * clients resume (recovered:false: the epoch changed) and reload. */

@@ -14,6 +14,7 @@ edge_msg *edge_msg_new(const char *data, size_t len, uint64_t seq, uint64_t prev
     m->seq = seq;
     m->prev_seq = prev_seq;
     m->received_ns = received_ns;
+    m->origin_conn = 0;
     memcpy(m->data, data, len);
     m->data[len] = '\0';
     return m;

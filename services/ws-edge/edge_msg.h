@@ -18,6 +18,7 @@ typedef struct edge_msg {
     uint64_t seq;         /* room sequence (0 for replies and errors) */
     uint64_t prev_seq;    /* previous sequence of the same room */
     uint64_t received_ns; /* when NATS handed it over (0: not a room message) */
+    uint64_t origin_conn; /* a connection of this edge not to send it to (0: none) */
     char data[];          /* JSON text, NUL-terminated */
 } edge_msg;
 

@@ -193,6 +193,9 @@ static void test_lesson_rooms(void **state)
     assert_int_equal(f.member_calls, 1);
     /* The decision names the course (ws-edge's presence), for admins too. */
     assert_string_equal(d.course_id, "c1");
+    assert_int_equal(d.member_role, MEMBER(STUDENT));
+    assert_int_equal(auth_rooms_decide(&src, "stu", ROLE(STUDENT), "course:c3").member_role,
+                     MEMBER(INSTRUCTOR));
     assert_string_equal(auth_rooms_decide(&src, "adm", ROLE(ADMIN), "lesson:l2").course_id, "c2");
     assert_string_equal(auth_rooms_decide(&src, "stu", ROLE(STUDENT), "course:c1").course_id, "c1");
     assert_string_equal(auth_rooms_decide(&src, "stu", ROLE(STUDENT), "user:stu").course_id, "");

@@ -413,9 +413,9 @@ static void test_actions(void **state)
     parse_bad("{\"type\":\"progress\",\"id\":\"p1\",\"payload\":{}}",
               "progress: missing field action", "p1");
     parse_bad("{\"type\":\"prompt\",\"action\":\"delete\",\"id\":\"p1\",\"payload\":{}}",
-              "action must be create or update", "p1");
+              "action must be create, update or list", "p1");
     parse_bad("{\"type\":\"prompt\",\"action\":\"Create\",\"id\":\"p1\",\"payload\":{}}",
-              "action must be create or update", "p1");
+              "action must be create, update or list", "p1");
     parse_bad("{\"type\":\"prompt\",\"action\":1,\"id\":\"p1\",\"payload\":{}}",
               "action must be a string", "p1");
     parse_bad("{\"type\":\"notification\",\"action\":\"update\",\"id\":\"n\",\"payload\":[]}",
@@ -653,9 +653,28 @@ static void test_render_room_message_metrics(void **state)
                   "\"students\":[],\"enrolledStudents\":10},\"eventId\":\"snap-9\"}");
 }
 
+static void test_render_action_ack(void **state)
+{
+    (void)state;
+    size_t len = 0;
+    /* An action's ack: the new entity, and a retry's duplicate flag. */
+    char *s = edge_render_action_ack(&len, "a1", "ev", "confusionId", "cf", true);
+    assert_string_equal(s, "{\"type\":\"ack\",\"id\":\"a1\",\"eventId\":\"ev\","
+                           "\"confusionId\":\"cf\",\"duplicate\":true}");
+    free(s);
+    s = edge_render_action_ack(&len, "a1", "ev", NULL, NULL, false);
+    assert_string_equal(s, "{\"type\":\"ack\",\"id\":\"a1\",\"eventId\":\"ev\"}");
+    free(s);
+    s = edge_render_notifications(&len, "n1", "{\"unreadCount\":2}");
+    assert_string_equal(
+        s, "{\"type\":\"notifications\",\"id\":\"n1\",\"payload\":{\"unreadCount\":2}}");
+    free(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_render_action_ack),
         cmocka_unit_test(test_auth_and_refresh),
         cmocka_unit_test(test_subscribe_and_unsubscribe),
         cmocka_unit_test(test_ping),
