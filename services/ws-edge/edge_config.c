@@ -1,12 +1,22 @@
 #include "edge_config.h"
 
 #include <stdio.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "rt_alloc.h"
 #include "rt_room.h"
+
+static bool check_optional_dir(const char *value, char *why, size_t why_size)
+{
+    struct stat st;
+    if (!*value || (stat(value, &st) == 0 && S_ISDIR(st.st_mode)))
+        return true;
+    snprintf(why, why_size, "not a directory");
+    return false;
+}
 
 static bool check_edge_id(const char *value, char *why, size_t why_size)
 {
@@ -87,6 +97,8 @@ const rt_config_var edge_config_vars[] = {
                "from the stream)"),
     RT_CFG_INT(edge_config, presence_interval_ms, "PRESENCE_INTERVAL_MS", "10000", 0, 100, 600000,
                "full presence published this often (and at once on join/leave)"),
+    RT_CFG_STR(edge_config, static_dir, "WS_STATIC_DIR", "", 0, check_optional_dir,
+               "development only: serve this folder's files on the port (the demo pages)"),
     RT_CFG_STR(edge_config, log_level, "LOG_LEVEL", "info", 0, rt_config_check_log_level,
                "debug, info, warn or error"),
 };

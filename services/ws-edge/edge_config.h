@@ -38,6 +38,7 @@ typedef struct edge_config {
     int64_t rooms_duplicate_window_s;
     int64_t nats_pending_msgs;
     int64_t presence_interval_ms;
+    char *static_dir;
     char *log_level;
 } edge_config;
 

@@ -32,6 +32,7 @@
 #include "edge_frames.h"
 #include "edge_hub.h"
 #include "edge_limits.h"
+#include "edge_static.h"
 #include "rt_alloc.h"
 #include "rt_log.h"
 #include "rt_map.h"
@@ -1949,6 +1950,15 @@ static int edge_callback(struct lws *wsi, enum lws_callback_reasons reason, void
         if (!s)
             return -1;
         s->is_ws = false;
+        if (loop->cfg->static_dir[0] && in && strcmp(in, "/healthz") != 0 &&
+            strcmp(in, "/readyz") != 0 && strcmp(in, "/metrics") != 0) {
+            char file[4096];
+            const char *mime = NULL;
+            if (edge_static_resolve(file, sizeof(file), &mime, loop->cfg->static_dir, in)) {
+                int n = lws_serve_http_file(wsi, file, mime, NULL, 0);
+                return n < 0 ? -1 : 0;
+            }
+        }
         return rt_admin_http_begin(wsi, &s->http, in, loop->registry, loop->ready, loop->ready_arg);
     case LWS_CALLBACK_HTTP_WRITEABLE:
         return s && !s->is_ws ? rt_admin_http_writeable(wsi, &s->http) : 0;

@@ -130,6 +130,9 @@ rt_status edge_service_start(edge_service **out, const edge_config *config, rt_m
         svc->port = edge_loop_port(svc->loops[i]);
     }
     edge_hub_tick(svc->hub);
+    if (config->static_dir[0])
+        rt_log_warn("serving static files on the WebSocket port (development only)", "{s:s}", "dir",
+                    config->static_dir);
     if (pthread_create(&svc->presence_thread, NULL, presence_main, svc) != 0) {
         s = RT_ERR(RT_ERR_INTERNAL, "cannot start the presence thread");
         goto fail;

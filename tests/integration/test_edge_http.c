@@ -5,6 +5,7 @@
  * ping a browser uses.
  */
 #include "edge_testutil.h"
+#include "rt_alloc.h"
 
 static rt_test_stack *stack;
 static int port;
@@ -131,12 +132,53 @@ static void application_and_protocol_ping(void **state)
     rt_testws_destroy(ws);
 }
 
+/* WS_STATIC_DIR (development): files of that folder on the same port; the
+ * admin endpoints and /ws keep working; nothing outside the folder. */
+static void static_folder_in_development(void **state)
+{
+    (void)state;
+    char *dir = rt_test_tmpdir("edge-static");
+    char *index = rt_asprintf("%s/index.html", dir);
+    FILE *f = fopen(index, "w");
+    assert_non_null(f);
+    fputs("<h1>demo</h1>", f);
+    fclose(f);
+    char env_dir[600];
+    snprintf(env_dir, sizeof(env_dir), "WS_STATIC_DIR=%s", dir);
+    const char *env[] = {env_dir, NULL};
+    int idx = edge_test_start_edge(stack, env);
+    assert_true(idx >= 0);
+    int p = stack->edges[idx].port;
+    int status = 0;
+    char *body = NULL;
+    assert_int_equal(rt_test_http_get(&status, &body, p, "/", 2000), RT_OK);
+    assert_int_equal(status, 200);
+    assert_non_null(strstr(body, "<h1>demo</h1>"));
+    free(body);
+    body = NULL;
+    assert_int_equal(rt_test_http_get(&status, NULL, p, "/healthz", 2000), RT_OK);
+    assert_int_equal(status, 200);
+    assert_int_equal(rt_test_http_get(&status, NULL, p, "/missing.js", 2000), RT_OK);
+    assert_int_equal(status, 404);
+    assert_int_equal(rt_test_http_get(&status, NULL, p, "/../etc/passwd", 2000), RT_OK);
+    assert_int_equal(status, 404);
+    /* The edge without it serves no files. */
+    assert_int_equal(rt_test_http_get(&status, NULL, port, "/", 2000), RT_OK);
+    assert_int_equal(status, 404);
+    rt_test_rmtree(dir);
+    free(index);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(disallowed_origin_gets_403),    cmocka_unit_test(unknown_paths_get_404),
-        cmocka_unit_test(health_readiness_metrics),      cmocka_unit_test(subprotocol_optional),
+        cmocka_unit_test(disallowed_origin_gets_403),
+        cmocka_unit_test(unknown_paths_get_404),
+        cmocka_unit_test(health_readiness_metrics),
+        cmocka_unit_test(subprotocol_optional),
         cmocka_unit_test(application_and_protocol_ping),
+        cmocka_unit_test(static_folder_in_development),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
