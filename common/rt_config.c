@@ -11,6 +11,7 @@
 
 #include "rt_alloc.h"
 #include "rt_log.h"
+#include "rt_room.h"
 
 static char **string_field(void *config, const rt_config_var *var)
 {
@@ -209,4 +210,15 @@ bool rt_config_check_optional_file(const char *value, char *why, size_t why_size
         return false;
     }
     return true;
+}
+
+char *rt_config_host_id(const char *fallback)
+{
+    char host[256] = "", id[RT_ID_MAX + 1];
+    size_t n = 0;
+    gethostname(host, sizeof(host) - 1);
+    for (const char *p = host; *p && n < RT_ID_MAX; p++)
+        id[n++] = rt_id_valid_n(p, 1) ? *p : '-';
+    id[n] = '\0';
+    return rt_strdup(n ? id : fallback);
 }

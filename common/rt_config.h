@@ -94,4 +94,9 @@ bool rt_config_check_log_level(const char *value, char *why, size_t why_size);
 /* A readable regular file, or empty (unset). */
 bool rt_config_check_optional_file(const char *value, char *why, size_t why_size);
 
+/* The host name as an id ([A-Za-z0-9_-]{1,64}; other characters become
+ * '-'), or `fallback` when there is none: the default instance id of a
+ * service (EDGE_ID, ANALYTICS_REPLICA_ID). malloc()ed. */
+char *rt_config_host_id(const char *fallback);
+
 #endif

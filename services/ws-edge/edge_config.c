@@ -114,16 +114,8 @@ rt_status edge_config_load(edge_config *cfg)
         return RT_ERR(RT_ERR_CONFIG, "WS_TLS_CERT, WS_TLS_KEY: set both or neither");
     }
     if (!cfg->edge_id[0]) {
-        char host[256] = "";
-        gethostname(host, sizeof(host) - 1);
-        /* Host names may hold dots; keep only id characters. */
-        char id[RT_ID_MAX + 1];
-        size_t n = 0;
-        for (const char *p = host; *p && n < RT_ID_MAX; p++)
-            id[n++] = rt_id_valid_n(p, 1) ? *p : '-';
-        id[n] = '\0';
         free(cfg->edge_id);
-        cfg->edge_id = rt_strdup(n ? id : "edge");
+        cfg->edge_id = rt_config_host_id("edge");
     }
     return RT_OK;
 }

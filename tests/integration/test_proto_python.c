@@ -27,8 +27,6 @@
 #include <cmocka.h>
 #include <errno.h>
 #include <ftw.h>
-#include <glob.h>
-#include <spawn.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -36,10 +34,8 @@
 #include "rt_alloc.h"
 #include "rt_pbjson.h"
 #include "rt_proto.h"
+#include "rt_testpython.h"
 
-extern char **environ;
-
-#define PYTHON "/usr/bin/python3"
 #define SCRIPT RT_SOURCE_DIR "/tests/integration/proto_roundtrip.py"
 
 /* Same values as proto_roundtrip.py. */
@@ -50,23 +46,22 @@ static bool tmp_made;
 
 /* ---- small process and file helpers ---- */
 
-/* Runs argv (argv[0] looked up in PATH); returns its exit status, 127 when
- * it cannot be started, 128+signal when killed. */
-static int run(const char *const argv[])
+/* proto_roundtrip.py <command> <tmp_dir> with Debian's python3; its exit
+ * status (its stderr is shown when it fails). */
+static int python_script(const char *command)
 {
-    pid_t pid;
-    int st, rc;
-
-    rc = posix_spawnp(&pid, argv[0], NULL, NULL, (char *const *)argv, environ);
-    if (rc != 0)
-        return 127;
-    while (waitpid(pid, &st, 0) < 0) {
-        if (errno != EINTR)
-            return 127;
+    const char *args[] = {SCRIPT, command, tmp_dir, NULL};
+    rt_test_python_result r = {0};
+    if (rt_test_python_run(&r, args, NULL, 120000) != RT_OK) {
+        fprintf(stderr, "%s\n", rt_error_message());
+        rt_test_python_result_free(&r);
+        return -1;
     }
-    if (WIFEXITED(st))
-        return WEXITSTATUS(st);
-    return 128 + (WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+    int rc = r.exit_code;
+    if (rc != 0 && r.err)
+        fprintf(stderr, "%s", r.err);
+    rt_test_python_result_free(&r);
+    return rc;
 }
 
 static char *path_in_tmp(const char *name)
@@ -157,9 +152,6 @@ static int remove_entry(const char *path, const struct stat *sb, int flag, struc
 
 static int group_setup(void **state)
 {
-    glob_t g;
-    const char **argv;
-    size_t n = 0;
     int rc;
     (void)state;
 
@@ -169,51 +161,15 @@ static int group_setup(void **state)
     }
     tmp_made = true;
 
-    if (glob(RT_SOURCE_DIR "/proto/unpuzzle/rt/v1/*.proto", 0, NULL, &g) != 0) {
-        fprintf(stderr, "no .proto files under %s/proto\n", RT_SOURCE_DIR);
+    if (rt_test_python_generate(tmp_dir) != RT_OK) {
+        fprintf(stderr, "%s\n", rt_error_message());
         return -1;
     }
-    argv = rt_calloc(g.gl_pathc + 8, sizeof(*argv));
-    char *out_arg = rt_asprintf("--python_out=%s", tmp_dir);
-    argv[n++] = "protoc";
-    argv[n++] = out_arg;
-    argv[n++] = "-I";
-    argv[n++] = RT_SOURCE_DIR "/proto";
-    argv[n++] = "-I";
-    argv[n++] = "/usr/include";
-    for (size_t i = 0; i < g.gl_pathc; i++)
-        argv[n++] = g.gl_pathv[i];
-    argv[n] = NULL;
-    rc = run(argv);
-    free(argv);
-    free(out_arg);
-    globfree(&g);
-    if (rc == 127) {
-        fprintf(stderr, "protoc not found: install Debian's protobuf-compiler "
-                        "(apt-get install protobuf-compiler)\n");
-        return -1;
-    }
-    if (rc != 0) {
-        fprintf(stderr, "protoc --python_out failed (exit %d)\n", rc);
-        return -1;
-    }
-
-    const char *check[] = {PYTHON, "-c", "import google.protobuf", NULL};
-    rc = run(check);
-    if (rc != 0) {
-        fprintf(stderr,
-                "%s cannot import google.protobuf (exit %d): install Debian's "
-                "python3-protobuf (apt-get install python3-protobuf)\n",
-                PYTHON, rc);
-        return -1;
-    }
-    const char *encode[] = {PYTHON, SCRIPT, "encode", tmp_dir, NULL};
-    const char *describe[] = {PYTHON, SCRIPT, "describe", tmp_dir, NULL};
-    if ((rc = run(encode)) != 0) {
+    if ((rc = python_script("encode")) != 0) {
         fprintf(stderr, "proto_roundtrip.py encode failed (exit %d)\n", rc);
         return -1;
     }
-    if ((rc = run(describe)) != 0) {
+    if ((rc = python_script("describe")) != 0) {
         fprintf(stderr, "proto_roundtrip.py describe failed (exit %d)\n", rc);
         return -1;
     }
@@ -339,8 +295,7 @@ static void test_c_to_python(void **state)
         write_tmp_message(cases[i].file, m);
         protobuf_c_message_free_unpacked(m, NULL);
     }
-    const char *decode[] = {PYTHON, SCRIPT, "decode", tmp_dir, NULL};
-    assert_int_equal(run(decode), 0);
+    assert_int_equal(python_script("decode"), 0);
 }
 
 /* ---- names: protoc vs rt_pbjson ---- */

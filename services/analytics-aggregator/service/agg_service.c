@@ -114,18 +114,8 @@ rt_status agg_service_config_load(agg_service_config *c)
     }
     agg_engine_destroy(probe);
     if (!c->replica_id[0]) {
-        char host[256] = "";
-        gethostname(host, sizeof(host) - 1);
-        char id[RT_ID_MAX + 1];
-        size_t n = 0;
-        for (const char *p = host; *p && n < RT_ID_MAX; p++) /* keep what an id allows */
-            id[n++] = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
-                              (*p >= '0' && *p <= '9') || *p == '-' || *p == '_'
-                          ? *p
-                          : '-';
-        id[n] = '\0';
         free(c->replica_id);
-        c->replica_id = rt_strdup(n ? id : "analytics");
+        c->replica_id = rt_config_host_id("analytics");
     }
     return RT_OK;
 }
