@@ -24,9 +24,10 @@
 
 #define MAX_PARTITIONS 1024
 #define HEARTBEAT_MS 1000
-#define LIVE_MS 5000     /* a replica unseen this long is gone */
-#define PRUNE_MS 60000   /* engine pruning and presence expiry */
-#define FETCH_WAIT_MS 50 /* longest wait for events: bounds RPC and publish latency */
+#define LIVE_MS 5000            /* a replica unseen this long is gone */
+#define PRUNE_MS 60000          /* engine pruning and presence expiry */
+#define FETCH_WAIT_MS 50        /* longest wait for events: bounds RPC and publish latency */
+#define MAX_ACK_PENDING 2000000 /* unacked events in flight: a checkpoint period's worth */
 #define SUBJECT_SNAPSHOT "analytics.v1.snapshot"
 #define SUBJECT_PRESENCE "presence.v1.edge.*"
 
@@ -194,6 +195,7 @@ struct agg_service {
     atomic_bool stop;
     atomic_bool ready_nats, ready_pg, ready_streams;
     int64_t last_checkpoint_ms, last_publish_ms, last_heartbeat_ms, last_prune_ms;
+    int64_t checkpoint_every_ms; /* ANALYTICS_CHECKPOINT_MS, longer while checkpoints are slow */
     uint64_t update_counter;
 };
 
@@ -699,10 +701,21 @@ static void position_reader(agg_service *svc)
     so.Config.AckPolicy = js_AckAll;
     so.Config.DeliverPolicy = js_DeliverByStartSequence;
     so.Config.OptStartSeq = from + 1;
-    so.Config.MaxAckPending = -1; /* acks come per checkpoint, for a whole batch */
+    /* Acks come once per checkpoint, for everything read before it: allow
+     * a checkpoint period's worth of events in flight. (nats.c 3.4 does not
+     * send a MaxAckPending <= 0: the server's default would be 1,000.) */
+    so.Config.MaxAckPending = MAX_ACK_PENDING;
     so.Config.AckWait = (int64_t)60 * 1000000000;
     so.Config.FilterSubject = "evt.v1.>";
-    natsStatus s = js_PullSubscribe(&svc->pull, js, "evt.v1.>", svc->durable, NULL, &so, &jerr);
+    so.ManualAck = true;
+    /* A push consumer read with NextMsg: nats.c 3.4.1's pull Fetch can
+     * overrun its array when messages are already queued (fixed upstream in
+     * 3.10). The server never has more than MaxAckPending unacked, and the
+     * buffer holds twice that, so nats.c never drops one (a drop here would
+     * be acked by the next AckAll: a loss). */
+    natsStatus s = js_SubscribeSync(&svc->pull, js, "evt.v1.>", NULL, &so, &jerr);
+    if (s == NATS_OK)
+        s = natsSubscription_SetPendingLimits(svc->pull, 2 * MAX_ACK_PENDING, 1024 * 1024 * 1024);
     if (s != NATS_OK) {
         rt_log_warn("EVENTS consumer not created; retrying", "{s:s, s:i}", "error",
                     natsStatus_GetText(s), "js_error", (int)jerr);
@@ -757,45 +770,54 @@ static void apply_one(agg_service *svc, natsMsg *msg, uint64_t seq)
     protobuf_c_message_free_unpacked(event, NULL);
 }
 
-/* Reads one batch; false when there was nothing to read. */
+/* Reads what is queued (up to ANALYTICS_BATCH), waiting up to
+ * FETCH_WAIT_MS for the first; false when there was nothing to read. */
 static bool read_batch(agg_service *svc)
 {
-    natsMsgList list = {0};
-    natsStatus s =
-        natsSubscription_Fetch(&list, svc->pull, (int)svc->config->batch, FETCH_WAIT_MS, NULL);
-    if (s == NATS_TIMEOUT)
-        return false;
-    if (s != NATS_OK) {
-        rt_log_warn("EVENTS fetch failed; consumer recreated", "{s:s}", "error",
-                    natsStatus_GetText(s));
-        drop_consumer(svc);
-        nats_Sleep(200);
-        return false;
-    }
-    for (int i = 0; i < list.Count; i++) {
-        natsMsg *msg = list.Msgs[i];
+    int queued = 0, count = 0;
+    natsSubscription_GetPending(svc->pull, &queued, NULL);
+    int want = queued > 0 ? queued : 1;
+    if (want > (int)svc->config->batch)
+        want = (int)svc->config->batch;
+    for (; count < want; count++) {
+        natsMsg *msg = NULL;
+        natsStatus s = natsSubscription_NextMsg(&msg, svc->pull, count ? 1 : FETCH_WAIT_MS);
+        if (s == NATS_TIMEOUT)
+            break;
+        if (s == NATS_SLOW_CONSUMER) {
+            /* Cannot happen within MaxAckPending; if it does, events were
+             * dropped that an AckAll would lose: start over from PostgreSQL. */
+            rt_log_error("EVENTS consumer dropped messages; reloading from the checkpoints", NULL);
+            lose_everything(svc);
+            return false;
+        }
+        if (s != NATS_OK) {
+            rt_log_warn("EVENTS read failed; consumer recreated", "{s:s}", "error",
+                        natsStatus_GetText(s));
+            drop_consumer(svc);
+            nats_Sleep(200);
+            return false;
+        }
         jsMsgMetaData *meta = NULL;
-        if (natsMsg_GetMetaData(&meta, msg) != NATS_OK)
+        if (natsMsg_GetMetaData(&meta, msg) != NATS_OK) {
+            natsMsg_Destroy(msg);
             continue;
+        }
         uint64_t seq = meta->Sequence.Stream;
         jsMsgMetaData_Destroy(meta);
-        if (seq <= svc->reader_pos)
-            continue; /* redelivered: already read */
-        apply_one(svc, msg, seq);
-        svc->reader_pos = seq;
+        if (seq > svc->reader_pos) { /* else redelivered: already read */
+            apply_one(svc, msg, seq);
+            svc->reader_pos = seq;
+        }
+        /* Keep the last message: acking it after the checkpoint acks all. */
+        if (svc->ack_pending)
+            natsMsg_Destroy(svc->ack_pending);
+        svc->ack_pending = msg;
     }
     for (int p = 0; p < svc->partitions; p++)
         if (atomic_load(&svc->owned[p]) && svc->part_seq[p] < svc->reader_pos)
             svc->part_seq[p] = svc->reader_pos;
-    /* Keep the last message: acking it after the checkpoint acks them all. */
-    if (list.Count > 0) {
-        if (svc->ack_pending)
-            natsMsg_Destroy(svc->ack_pending);
-        svc->ack_pending = list.Msgs[list.Count - 1];
-        list.Msgs[list.Count - 1] = NULL;
-    }
-    natsMsgList_Destroy(&list);
-    return list.Count > 0;
+    return count > 0;
 }
 
 /* ---- checkpoints ---- */
@@ -837,7 +859,8 @@ static void write_dirty(void *arg, const char *course_id)
  * transaction, then acks the stream up to what it covers. */
 static void checkpoint(agg_service *svc)
 {
-    svc->last_checkpoint_ms = rt_time_now_ms();
+    int64_t started = rt_time_now_ms();
+    svc->last_checkpoint_ms = started;
     if (!svc->n_owned)
         return;
     dirty_walk w = {.svc = svc, .status = agg_store_begin(svc->store)};
@@ -852,7 +875,10 @@ static void checkpoint(agg_service *svc)
         for (size_t i = 0; i < w.n; i++)
             marks_of(svc, w.done[i])->checkpointed_changes = w.changes[i];
         if (svc->ack_pending) {
-            natsMsg_Ack(svc->ack_pending, NULL);
+            natsStatus as = natsMsg_Ack(svc->ack_pending, NULL);
+            if (as != NATS_OK)
+                rt_log_warn("ack after checkpoint failed; redelivered events are skipped by seq",
+                            "{s:s}", "error", natsStatus_GetText(as));
             natsMsg_Destroy(svc->ack_pending);
             svc->ack_pending = NULL;
         }
@@ -868,6 +894,13 @@ static void checkpoint(agg_service *svc)
         free(w.done[i]);
     free(w.done);
     free(w.changes);
+    /* A checkpoint costs time in proportion to the state it writes: keep
+     * them to about a fifth of the engine's time, so a large state slows
+     * checkpoints down rather than the reading of events. */
+    int64_t took = rt_time_now_ms() - started;
+    svc->checkpoint_every_ms = svc->config->checkpoint_ms;
+    if (took * 4 > svc->checkpoint_every_ms)
+        svc->checkpoint_every_ms = took * 4 < 10000 ? took * 4 : 10000;
 }
 
 /* ---- metrics updates ---- */
@@ -969,7 +1002,7 @@ static void *engine_main(void *arg)
         handle_inbox(svc);
         bool busy = svc->pull && read_batch(svc);
         now = rt_time_now_ms();
-        if (now - svc->last_checkpoint_ms >= svc->config->checkpoint_ms)
+        if (now - svc->last_checkpoint_ms >= svc->checkpoint_every_ms)
             checkpoint(svc);
         if (now - svc->last_publish_ms >= svc->config->publish_interval_ms) {
             svc->last_publish_ms = now;
@@ -1046,6 +1079,7 @@ rt_status agg_service_start(agg_service **out, const agg_service_config *c, rt_m
     rt_status s;
     svc->config = c;
     svc->partitions = (int)c->partitions;
+    svc->checkpoint_every_ms = c->checkpoint_ms;
     svc->marks = rt_strmap_create();
     svc->presence_parts = rt_strmap_create();
     pthread_mutex_init(&svc->inbox_lock, NULL);

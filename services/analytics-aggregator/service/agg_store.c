@@ -217,28 +217,36 @@ rt_status agg_store_begin(agg_store *s)
 rt_status agg_store_put_course(agg_store *s, const char *course_id, uint64_t stream_seq,
                                const uint8_t *state, size_t len)
 {
-    static const char hex[] = "0123456789abcdef";
     char hash[24], seq[24];
     snprintf(hash, sizeof(hash), "%" PRIu32, agg_course_hash(course_id));
     snprintf(seq, sizeof(seq), "%" PRIu64, stream_seq);
-    /* bytea in hex input form: \x0a1b... */
-    char *text = rt_malloc(3 + 2 * len);
-    text[0] = '\\';
-    text[1] = 'x';
-    for (size_t i = 0; i < len; i++) {
-        text[2 + 2 * i] = hex[state[i] >> 4];
-        text[3 + 2 * i] = hex[state[i] & 15];
+    PGconn *conn = NULL;
+    rt_status st = session(s, &conn);
+    if (st != RT_OK)
+        return st;
+    /* The state goes as a binary parameter: no hex text twice its size. */
+    const char *values[] = {course_id, hash, seq, (const char *)state};
+    int lengths[] = {0, 0, 0, (int)len};
+    int formats[] = {0, 0, 0, 1};
+    PGresult *r = PQexecParams(conn,
+                               "INSERT INTO realtime.analytics_courses"
+                               " (course_id, course_hash, stream_seq, state, updated_at)"
+                               " VALUES ($1, $2::bigint, $3::bigint, $4::bytea, now())"
+                               " ON CONFLICT (course_id) DO UPDATE SET stream_seq = $3::bigint,"
+                               " state = $4::bytea, updated_at = now()",
+                               4, NULL, values, lengths, formats, 0);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+        st = PQstatus(conn) == CONNECTION_BAD
+                 ? RT_ERR(RT_ERR_UNAVAILABLE, "PostgreSQL session lost: %s", PQerrorMessage(conn))
+                 : RT_ERR(RT_ERR_PG, "course checkpoint: %s", PQresultErrorMessage(r));
+        if (PQstatus(conn) == CONNECTION_BAD) {
+            rt_pg_release(s->pool, s->conn, true);
+            s->conn = NULL;
+            s->lost = true;
+            s->in_tx = false;
+        }
     }
-    text[2 + 2 * len] = '\0';
-    const char *params[] = {course_id, hash, seq, text};
-    rt_status st = exec(s, NULL,
-                        "INSERT INTO realtime.analytics_courses"
-                        " (course_id, course_hash, stream_seq, state, updated_at)"
-                        " VALUES ($1, $2::bigint, $3::bigint, $4::bytea, now())"
-                        " ON CONFLICT (course_id) DO UPDATE SET stream_seq = $3::bigint,"
-                        " state = $4::bytea, updated_at = now()",
-                        4, params);
-    free(text);
+    PQclear(r);
     return st;
 }
 
