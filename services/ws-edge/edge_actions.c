@@ -180,10 +180,14 @@ void edge_derive_id(char out[EDGE_EVENT_ID_MAX + 1], const char *name)
              d[15]);
 }
 
-static void derive(char out[EDGE_EVENT_ID_MAX + 1], const char *connection_id,
-                   const char *client_id, const char *what)
+/* Ids of an action come from the user and the client's request id, not the
+ * connection: a client that lost an ack re-sends on its next connection
+ * (maybe to another edge) and must hit the same event, and another user's
+ * request id can never collide with it. */
+static void derive(char out[EDGE_EVENT_ID_MAX + 1], const char *user_id, const char *client_id,
+                   const char *what)
 {
-    char *name = rt_asprintf("%s/%s/%s", connection_id, client_id, what);
+    char *name = rt_asprintf("%s/%s/%s", user_id, client_id, what);
     edge_derive_id(out, name);
     free(name);
 }
@@ -337,9 +341,11 @@ rt_status edge_action_build(edge_action *out, const char *type, const char *acti
     if (!payload || !json_is_object(payload))
         return fail(why, why_size, "%s: payload must be an object", type);
 
-    derive(out->event_ids[0], connection_id, client_id, "event");
+    char what[48];
+    snprintf(what, sizeof(what), "%s.%s", type, action);
+    derive(out->event_ids[0], user_id, client_id, what);
     if (spec->entity_key) {
-        derive(out->entity_id, connection_id, client_id, "entity");
+        derive(out->entity_id, user_id, client_id, "entity");
         out->entity_key = spec->entity_key;
     }
     ProtobufCMessage *event = NULL;
@@ -356,7 +362,7 @@ rt_status edge_action_build(edge_action *out, const char *type, const char *acti
 
     if (spec->desc == &unpuzzle__rt__v1__progress_updated__descriptor &&
         ((Unpuzzle__Rt__V1__ProgressUpdated *)event)->completed) {
-        derive(out->event_ids[1], connection_id, client_id, "completed");
+        derive(out->event_ids[1], user_id, client_id, "completed");
         out->events[1] =
             lesson_completed((Unpuzzle__Rt__V1__ProgressUpdated *)event, out->event_ids[1]);
         out->subjects[1] = "evt.v1.lesson.completed";
@@ -379,7 +385,8 @@ rt_status edge_action_build(edge_action *out, const char *type, const char *acti
         rm->confusion_created = (Unpuzzle__Rt__V1__ConfusionCreated *)event;
         if (spec->fanout == FAN_SELF) {
             snprintf(out->fanout_room, sizeof(out->fanout_room), "user:%s", user_id);
-            rm->origin_connection_id = (char *)connection_id;
+            snprintf(out->origin, sizeof(out->origin), "%s", connection_id);
+            rm->origin_connection_id = out->origin;
         } else {
             snprintf(out->fanout_room, sizeof(out->fanout_room), "course:%s", out->course_id);
         }

@@ -7,8 +7,9 @@
  * missing, and server-set keys such as userId are bad_request, naming the
  * key), then converted by the generic JSON -> protobuf translator (types,
  * UTF-8, 4,000 characters per text) together with the fields the server
- * sets: eventId (derived from the connection and the client's id, so a
- * retried action has the same id and JetStream stores it once), occurredAt
+ * sets: eventId (derived from the user and the client's request id, so a
+ * retried action, even on a new connection, has the same id and JetStream
+ * stores it once), occurredAt
  * (now), userId (the verified token's), and the new confusion/question id.
  *
  * Pure: no I/O; any thread.
@@ -50,6 +51,7 @@ typedef struct edge_action {
     char fanout_room[RT_ROOM_NAME_MAX];
     Unpuzzle__Rt__V1__RoomMessage *fanout;
     char fanout_msg_id[EDGE_EVENT_ID_MAX + 8];
+    char origin[96]; /* the connection id, owned here: the action outlives the frame */
 } edge_action;
 
 /*

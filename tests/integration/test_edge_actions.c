@@ -225,6 +225,31 @@ static void progress_follows_the_user_to_other_devices(void **state)
     rt_testws_destroy(laptop);
 }
 
+/* On a fresh edge, the very first heartbeat of a user reaches their other
+ * device (the sender did not join the user room). */
+static void first_progress_on_a_fresh_edge(void **state)
+{
+    (void)state;
+    int idx = edge_test_start_edge(stack, NULL);
+    assert_true(idx >= 0);
+    int p = stack->edges[idx].port;
+    rt_testws *phone = ws_login(p, "stu-1");
+    rt_testws *laptop = ws_login(p, "stu-1");
+    json_decref(ws_join(laptop, "u1", "user:stu-1"));
+    ws_send(phone, "{\"type\":\"progress\",\"action\":\"update\",\"id\":\"first\","
+                   "\"payload\":{\"courseId\":\"c1\",\"lessonId\":\"l1\",\"positionSec\":7,"
+                   "\"durationSec\":600,\"playing\":true}}");
+    json_t *ack = reply_to(phone, "first");
+    assert_string_equal(rt_json_str(ack, "type"), "ack");
+    json_decref(ack);
+    json_t *m = ws_expect_type(laptop, "progress");
+    assert_int_equal(
+        (int)json_real_value(json_object_get(json_object_get(m, "payload"), "positionSec")), 7);
+    json_decref(m);
+    rt_testws_destroy(phone);
+    rt_testws_destroy(laptop);
+}
+
 static void bad_input_stores_nothing(void **state)
 {
     (void)state;
@@ -285,6 +310,7 @@ int main(void)
         cmocka_unit_test(confusion_reaches_the_instructor_at_once),
         cmocka_unit_test(other_course_is_forbidden),
         cmocka_unit_test(progress_follows_the_user_to_other_devices),
+        cmocka_unit_test(first_progress_on_a_fresh_edge),
         cmocka_unit_test(bad_input_stores_nothing),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
