@@ -1331,7 +1331,14 @@ static void on_notify_list_reply(edge_conn *c, pending_rpc *p, natsMsg *reply)
                                                          (const uint8_t *)natsMsg_GetData(reply));
     char *json = NULL;
     size_t len = 0;
-    if (!list || rt_pbjson_to_string(&json, &len, &list->base, 0) != RT_OK) {
+    /* The dispatcher says why it answered an empty list in headers. */
+    const char *code = NULL;
+    if (list && natsMsgHeader_Get(reply, "Nats-Service-Error-Code", &code) == NATS_OK && code) {
+        if (strcmp(code, "400") == 0)
+            conn_error(c, p->client_id, "bad_request", "notifications: bad request", NULL);
+        else
+            conn_error(c, p->client_id, "internal", "notifications unavailable; try again", NULL);
+    } else if (!list || rt_pbjson_to_string(&json, &len, &list->base, 0) != RT_OK) {
         conn_error(c, p->client_id, "internal", "notifications unavailable; try again", NULL);
     } else {
         conn_send_text(c, edge_render_notifications(&len, p->client_id, json));

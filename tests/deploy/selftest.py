@@ -97,11 +97,12 @@ def set_(d, key, value):
 
 
 def fake_service_binary(root, bin_dir):
-    """A new service binary with no manifests appears in bin/."""
-    path = os.path.join(bin_dir, "notification-dispatcher")
+    """A new service binary with no manifests appears in bin/ (a name no
+    service has: bin/ holds symlinks to the real binaries)."""
+    path = os.path.join(bin_dir, "lesson-scheduler")
     with open(path, "w", encoding="utf-8") as f:
         f.write("#!/bin/sh\n"
-                "echo 'notification-dispatcher is configured with environment variables only:'\n"
+                "echo 'lesson-scheduler is configured with environment variables only:'\n"
                 "echo\n"
                 "echo '  NATS_URL                     NATS server URL(s)'\n")
     os.chmod(path, os.stat(path).st_mode | stat.S_IXUSR)
@@ -109,6 +110,7 @@ def fake_service_binary(root, bin_dir):
 
 WS = "deploy/k8s/ws-edge-deployment.yaml"
 AGG = "deploy/k8s/analytics-aggregator-statefulset.yaml"
+NOTIFY = "deploy/k8s/notification-dispatcher-deployment.yaml"
 
 # (what is broken, the text its FAIL line must contain, how)
 MUTATIONS = [
@@ -221,6 +223,16 @@ MUTATIONS = [
      "StatefulSet analytics-aggregator: one PodDisruptionBudget selects its pods",
      remove_file("deploy/k8s/analytics-aggregator-pdb.yaml",
                  "  - analytics-aggregator-pdb.yaml\n")),
+    ("notification-dispatcher database password inline instead of from a Secret",
+     "Deployment notification-dispatcher: DATABASE_URL comes from a Secret",
+     edit_yaml(NOTIFY, lambda d: replace_env(d, "DATABASE_URL",
+                                             {"value": "postgresql://u:p@db/unpuzzle"}))),
+    ("notification-dispatcher drain longer than its grace period",
+     "> NOTIFY_DRAIN_MS (60000 ms)",
+     edit_yaml(NOTIFY, lambda d: set_(env(d, "NOTIFY_DRAIN_MS"), "value", "60000"))),
+    ("compose drops notification-dispatcher",
+     "compose runs notification-dispatcher",
+     compose(lambda s: s.pop("notification-dispatcher"))),
     ("compose drops analytics-aggregator",
      "compose runs analytics-aggregator",
      compose(lambda s: s.pop("analytics-aggregator"))),
@@ -258,7 +270,7 @@ MUTATIONS = [
      "EXPOSEs ws-edge's port 8080",
      edit_text("deploy/docker/Dockerfile", "EXPOSE 8080 9101 9102", "EXPOSE 9101 9102")),
     ("a new service binary without manifests",
-     "service binary notification-dispatcher has a deployment spec",
+     "service binary lesson-scheduler has a deployment spec",
      fake_service_binary),
 ]
 

@@ -64,6 +64,11 @@ SERVICES = {
                                  secret_env={"DATABASE_URL", "NATS_PASSWORD"},
                                  id_var="ANALYTICS_REPLICA_ID", stable_id=True, hpa=False,
                                  public=False, below_var="ANALYTICS_PARTITIONS"),
+    "notification-dispatcher": dict(workload="Deployment", port_var="ADMIN_PORT", port=9103,
+                                    stop_var="NOTIFY_DRAIN_MS",
+                                    secret_env={"DATABASE_URL", "NATS_PASSWORD"},
+                                    id_var=None, stable_id=False, hpa=False, public=False,
+                                    below_var=None),
 }
 TOOLS = {"rtctl"}
 # The public service's WebSocket path (services/ws-edge/edge_loop.c).

@@ -386,7 +386,7 @@ static void test_room_message_oneof(void **state)
         "\"userId\":\"u1\",\"videoTimestampSec\":12.0,\"text\":\"lost\"}";
     static const char head[] = "{\"type\":\"confusion\",\"action\":\"create\","
                                "\"timestamp\":\"2026-11-25T17:30:00.123Z\",\"userId\":\"u1\","
-                               "\"eventId\":\"e1\",";
+                               "\"eventId\":\"e1\",\"originConnectionId\":\"\",";
     char want[1024];
     (void)state;
 
@@ -408,7 +408,7 @@ static void test_room_message_oneof(void **state)
     m = parse(RM_DESC, "{\"type\":\"analytics\",\"confusionCreated\":null}");
     assert_int_equal(((Unpuzzle__Rt__V1__RoomMessage *)m)->payload_case, 0);
     assert_render(m, RT_PBJSON_ONEOF_AS_GROUP,
-                  "{\"type\":\"analytics\",\"action\":\"\",\"userId\":\"\",\"eventId\":\"\"}");
+                  "{\"type\":\"analytics\",\"action\":\"\",\"userId\":\"\",\"eventId\":\"\",\"originConnectionId\":\"\"}");
     protobuf_c_message_free_unpacked(m, NULL);
 
     protobuf_c_message_free_unpacked(&rm->base, NULL);
