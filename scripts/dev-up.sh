@@ -9,7 +9,8 @@
 # Ports (override with the variables): NATS 4222 (DEV_NATS_PORT), NATS
 # monitoring 8222, PostgreSQL 5433 (DEV_PG_PORT), auth admin 9101,
 # ws-edge 8080 (DEV_WS_PORT; /ws and its /healthz /readyz /metrics),
-# analytics-aggregator admin 9102.
+# analytics-aggregator admin 9102, notification-dispatcher admin 9103; the
+# demo pages on ws-edge's port (http://localhost:8080/) with demo traffic.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -73,13 +74,28 @@ echo "demo data loaded (course demo-course, users demo-instructor, demo-student-
 # --- services ---
 ADMIN_PORT=9101 build/bin/auth &
 pids+=($!)
+# The demo pages (clients/demo, assembled into .dev/www with the SDK and a
+# config.js holding the DEVELOPMENT JWT secret) are served by ws-edge itself
+# (WS_STATIC_DIR: development only). Browsers on other origins are refused.
+node clients/demo/build.mjs "$DEV/www" --secret "$SUPABASE_JWT_SECRET" >/dev/null
 # The demo pages are served from localhost; browsers elsewhere are refused.
-WS_PORT=$WS_PORT EDGE_ID=dev-edge \
-  WS_ALLOWED_ORIGINS=${WS_ALLOWED_ORIGINS:-http://localhost:3000,http://127.0.0.1:3000} \
+WS_PORT=$WS_PORT EDGE_ID=dev-edge WS_STATIC_DIR="$DEV/www" \
+  WS_ALLOWED_ORIGINS=${WS_ALLOWED_ORIGINS:-http://localhost:3000,http://127.0.0.1:3000,http://localhost:$WS_PORT,http://127.0.0.1:$WS_PORT} \
   build/bin/ws-edge &
 pids+=($!)
 ADMIN_PORT=9102 ANALYTICS_REPLICA_ID=dev-analytics build/bin/analytics-aggregator &
 pids+=($!)
+ADMIN_PORT=9103 build/bin/notification-dispatcher &
+pids+=($!)
+# Demo traffic: simulated students through the real services (DEMO_TRAFFIC=0: none).
+if [ "${DEMO_TRAFFIC:-1}" != 0 ]; then
+  node_ws=()
+  node -e 'process.exit(typeof WebSocket === "function" ? 0 : 1)' 2>/dev/null || node_ws=(--experimental-websocket)
+  NODE_NO_WARNINGS=1 node "${node_ws[@]}" clients/demo/traffic/generator.mjs \
+    --url "ws://127.0.0.1:$WS_PORT/ws" --nats "$NATS_URL" --students "${DEMO_STUDENTS:-6}" \
+    >"$DEV/log/demo-traffic.log" 2>&1 &
+  pids+=($!)
+fi
 
 cat <<INFO
 
@@ -89,6 +105,11 @@ Unpuzzle realtime is running (Ctrl-C stops everything):
   auth          http://127.0.0.1:9101/healthz /readyz /metrics
   ws-edge       ws://127.0.0.1:$WS_PORT/ws   (and /healthz /readyz /metrics)
   analytics     http://127.0.0.1:9102/healthz /readyz /metrics
+  notifications http://127.0.0.1:9103/healthz /readyz /metrics
+Demo (development only; simulated students keep it moving, log in .dev/log/demo-traffic.log):
+  open          http://localhost:$WS_PORT/
+  dashboard     http://localhost:$WS_PORT/instructor.html
+  student       http://localhost:$WS_PORT/student.html?user=demo-student-1   (open it twice: progress follows)
 Try it (in another shell, from $ROOT):
   export SUPABASE_JWT_SECRET=$SUPABASE_JWT_SECRET
   TOKEN=\$(build/bin/rtctl token demo-student-1)

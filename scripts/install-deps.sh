@@ -18,6 +18,9 @@ PACKAGES=(
   libclang-rt-14-dev
   # misc tools the scripts use
   procps ca-certificates
+  # the JavaScript clients' tests and demo: Node.js (>= 20, with npm) and
+  # Debian's Chromium for the headless browser tests (never a downloaded one)
+  nodejs chromium
 )
 
 # PostgreSQL refuses to run as root, so the scripts and tests run it as the
@@ -29,6 +32,8 @@ if [ "$(id -u)" -eq 0 ] && [ $(( 0$(stat -c '%a' /) & 01 )) -eq 0 ]; then
 fi
 
 missing=()
+# npm comes with Node.js from some sources; Debian ships it separately.
+command -v npm >/dev/null 2>&1 || PACKAGES+=(npm)
 for p in "${PACKAGES[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
     missing+=("$p")
