@@ -27,6 +27,7 @@ void agg_config_defaults(agg_config *cfg)
     cfg->lateness_s = 120;
     cfg->future_s = 300;
     cfg->retention_s = 31 * 86400;
+    cfg->checkpoint_recent_ids = true;
 }
 
 static rt_status check_config(const agg_config *cfg)

@@ -27,6 +27,7 @@
 #ifndef AGG_ENGINE_H
 #define AGG_ENGINE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -53,6 +54,14 @@ typedef struct agg_config {
      * such an event arriving later than that would count again (default
      * 31 days; at least the window plus the lateness). */
     int64_t retention_s;
+    /* Whether checkpoints keep the event ids of the lateness window (the
+     * ids kept for dedupe of ordinary events). Default true: a loaded
+     * course is exactly the saved one. The service turns it off: after a
+     * restart it skips what it applied by stream sequence, and JetStream
+     * drops a repeated Nats-Msg-Id within EVENTS_DUPLICATE_WINDOW_S, so
+     * these ids (most of a busy course's state) need not be written every
+     * second. */
+    bool checkpoint_recent_ids;
 } agg_config;
 
 /* The defaults above. */

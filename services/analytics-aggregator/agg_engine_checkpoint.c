@@ -250,7 +250,7 @@ static void save_question(void *arg, const char *key, void *value)
     f->items[f->n++] = s;
 }
 
-static st_course *save_state(const agg_course *c)
+static st_course *save_state(const agg_course *c, bool recent_ids)
 {
     st_course *s = rt_malloc(sizeof(*s));
     unpuzzle__rt__v1__analytics_course_state__init(s);
@@ -261,7 +261,10 @@ static st_course *save_state(const agg_course *c)
     s->arrivals = c->arrivals;
     s->changes = c->changes;
     s->stream_seq = c->stream_seq;
-    s->seen_short = save_queue(&c->seen_short, &s->n_seen_short);
+    /* The lateness window's ids can be left to the caller's own dedupe
+     * (agg_config.checkpoint_recent_ids): they are most of a busy course. */
+    if (recent_ids)
+        s->seen_short = save_queue(&c->seen_short, &s->n_seen_short);
     s->seen_long = save_queue(&c->seen_long, &s->n_seen_long);
 
     lesson_index li = {rt_u64map_create()};
@@ -328,7 +331,7 @@ rt_status agg_engine_save_course(uint8_t **out, size_t *out_len, const agg_engin
     const agg_course *c = rt_strmap_get(e->courses, course_id);
     if (!c)
         return RT_ERR(RT_ERR_NOT_FOUND, "no state for course %s", course_id);
-    st_course *s = save_state(c);
+    st_course *s = save_state(c, e->cfg.checkpoint_recent_ids);
     size_t len = unpuzzle__rt__v1__analytics_course_state__get_packed_size(s);
     uint8_t *buf = rt_malloc(len ? len : 1);
     unpuzzle__rt__v1__analytics_course_state__pack(s, buf);

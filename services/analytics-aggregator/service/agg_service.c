@@ -99,6 +99,10 @@ static void engine_config(agg_config *out, const agg_service_config *c)
     out->lateness_s = c->lateness_s;
     out->future_s = c->future_s;
     out->retention_s = c->retention_s;
+    /* Restarts skip applied events by stream sequence, and JetStream drops
+     * a repeated Nats-Msg-Id within its window: the lateness window's ids
+     * need not be checkpointed (they are most of a busy course's state). */
+    out->checkpoint_recent_ids = c->events_duplicate_window_s < c->lateness_s;
 }
 
 rt_status agg_service_config_load(agg_service_config *c)
