@@ -35,6 +35,10 @@ cleanup() {
     kill -TERM "${pids[$i]}" 2>/dev/null || true
     wait "${pids[$i]}" 2>/dev/null || true
   done
+  # runuser does not pass SIGTERM on to PostgreSQL: stop it by its data dir.
+  if [ -n "${PG_BIN:-}" ] && [ -f "$DEV/pg/postmaster.pid" ]; then
+    as_pg "$PG_BIN/pg_ctl" stop -D "$DEV/pg" -m fast >/dev/null 2>&1 || true
+  fi
 }
 trap cleanup EXIT
 trap 'exit 0' INT TERM
