@@ -81,7 +81,10 @@ pids+=($!)
 # The demo pages (clients/demo, assembled into .dev/www with the SDK and a
 # config.js holding the DEVELOPMENT JWT secret) are served by ws-edge itself
 # (WS_STATIC_DIR: development only). Browsers on other origins are refused.
-node clients/demo/build.mjs "$DEV/www" --secret "$SUPABASE_JWT_SECRET" >/dev/null
+# Node.js >= 20 (from the npm registry when the system's is older).
+clients/scripts/npm-ci.sh
+NODE=clients/scripts/node.sh
+"$NODE" clients/demo/build.mjs "$DEV/www" --secret "$SUPABASE_JWT_SECRET" >/dev/null
 # The demo pages are served from localhost; browsers elsewhere are refused.
 WS_PORT=$WS_PORT EDGE_ID=dev-edge WS_STATIC_DIR="$DEV/www" \
   WS_ALLOWED_ORIGINS=${WS_ALLOWED_ORIGINS:-http://localhost:3000,http://127.0.0.1:3000,http://localhost:$WS_PORT,http://127.0.0.1:$WS_PORT} \
@@ -94,8 +97,8 @@ pids+=($!)
 # Demo traffic: simulated students through the real services (DEMO_TRAFFIC=0: none).
 if [ "${DEMO_TRAFFIC:-1}" != 0 ]; then
   node_ws=()
-  node -e 'process.exit(typeof WebSocket === "function" ? 0 : 1)' 2>/dev/null || node_ws=(--experimental-websocket)
-  NODE_NO_WARNINGS=1 node "${node_ws[@]}" clients/demo/traffic/generator.mjs \
+  "$NODE" -e 'process.exit(typeof WebSocket === "function" ? 0 : 1)' 2>/dev/null || node_ws=(--experimental-websocket)
+  NODE_NO_WARNINGS=1 "$NODE" "${node_ws[@]}" clients/demo/traffic/generator.mjs \
     --url "ws://127.0.0.1:$WS_PORT/ws" --nats "$NATS_URL" --students "${DEMO_STUDENTS:-6}" \
     >"$DEV/log/demo-traffic.log" 2>&1 &
   pids+=($!)
