@@ -96,8 +96,9 @@ typedef struct edge_conn {
     int64_t expires_ms;
     edge_member *rooms;
     uint16_t n_rooms, cap_rooms, pending_subs;
-    uint16_t n_backlogs; /* members with history still to queue */
-    edge_msg **queue;    /* ring */
+    uint16_t n_backlogs;       /* members with history still to queue */
+    struct action_queue *actq; /* actions waiting behind one being authorized */
+    edge_msg **queue;          /* ring */
     uint32_t q_head, q_len, q_cap;
     size_t q_bytes;
     char *rx;
@@ -431,6 +432,8 @@ static void conn_close(edge_conn *c, uint16_t code, const char *reason);
 static int conn_write_frame(edge_loop *loop, edge_conn *c);
 static void conn_pump(edge_conn *c);
 static void member_drop_backlog(edge_conn *c, edge_member *mb);
+static void actions_authorized(edge_conn *c);
+static void actions_free(edge_conn *c);
 
 /* Queues `msg` (takes a new reference). With `batch`, the connection is
  * written once at the end of the inbox batch (flush_dirty), directly, without
@@ -1262,6 +1265,7 @@ static void on_action_authz_reply(edge_conn *c, pending_rpc *p, natsMsg *reply)
     }
     if (r)
         unpuzzle__rt__v1__authorize_reply__free_unpacked(r, NULL);
+    actions_authorized(c);
 }
 
 static void on_action_done(edge_loop *loop, uint64_t request_id, rt_status status, bool duplicate)
@@ -1348,9 +1352,92 @@ static void on_notify_list_reply(edge_conn *c, pending_rpc *p, natsMsg *reply)
         unpuzzle__rt__v1__notification_list__free_unpacked(list, NULL);
 }
 
-static void handle_action(edge_conn *c, edge_in_frame *f)
+/* A connection's actions are authorized and stored in the order they were
+ * sent: while one waits for auth.v1.authorize, later ones queue behind it
+ * (a cached decision would otherwise overtake an uncached one). */
+#define ACTIONS_WAITING_MAX 64
+
+typedef struct action_wait {
+    edge_action *action;
+    char client_id[EDGE_CLIENT_ID_MAX + 1];
+} action_wait;
+
+typedef struct action_queue {
+    action_wait items[ACTIONS_WAITING_MAX];
+    uint16_t head, len;
+    bool authorizing; /* the connection's oldest action waits for auth */
+} action_queue;
+
+/* Decides (cache) or asks auth; returns true when it now waits for auth. */
+static bool action_start(edge_conn *c, edge_action *a, const char *client_id)
 {
     edge_loop *loop = c->loop;
+    if (a->who == EDGE_ACTION_SELF) {
+        action_publish(c, a, client_id);
+        return false;
+    }
+    char room[RT_ROOM_NAME_MAX], key[RT_ID_MAX + RT_ROOM_NAME_MAX + 2];
+    snprintf(room, sizeof(room), "course:%s", a->course_id);
+    authz_cache_key(key, sizeof(key), c->user_id, room);
+    authz_entry *cached = rt_strmap_get(loop->authz_cache, key);
+    if (cached && cached->expires_ns > rt_time_mono_ns()) {
+        rt_counter_inc(loop->m->authz_cache_hits);
+        action_decided(c, a, client_id, cached->member_role);
+        return false;
+    }
+    Unpuzzle__Rt__V1__AuthorizeRequest ar = UNPUZZLE__RT__V1__AUTHORIZE_REQUEST__INIT;
+    ar.user_id = c->user_id;
+    ar.role = c->role;
+    ar.room = room;
+    pending_rpc tmpl = {0};
+    snprintf(tmpl.client_id, sizeof(tmpl.client_id), "%s", client_id);
+    tmpl.action = a;
+    if (!rpc_send(c, RPC_ACTION_AUTHZ, "auth.v1.authorize", &ar.base, &tmpl)) {
+        conn_error(c, client_id, "internal", "authorization unreachable; try again", NULL);
+        edge_action_free(a);
+        free(a);
+        return false;
+    }
+    return true;
+}
+
+/* Starts queued actions until one has to wait for auth. */
+static void actions_drain(edge_conn *c)
+{
+    action_queue *q = c->actq;
+    while (q && !q->authorizing && q->len && c->state == CONN_OPEN) {
+        action_wait w = q->items[q->head];
+        q->head = (uint16_t)((q->head + 1) % ACTIONS_WAITING_MAX);
+        q->len--;
+        q->authorizing = action_start(c, w.action, w.client_id);
+    }
+}
+
+/* The oldest action got its answer from auth (or none in time). */
+static void actions_authorized(edge_conn *c)
+{
+    if (!c->actq)
+        return;
+    c->actq->authorizing = false;
+    actions_drain(c);
+}
+
+static void actions_free(edge_conn *c)
+{
+    action_queue *q = c->actq;
+    if (!q)
+        return;
+    for (uint16_t i = 0; i < q->len; i++) {
+        action_wait *w = &q->items[(q->head + i) % ACTIONS_WAITING_MAX];
+        edge_action_free(w->action);
+        free(w->action);
+    }
+    free(q);
+    c->actq = NULL;
+}
+
+static void handle_action(edge_conn *c, edge_in_frame *f)
+{
     char why[240] = "", conn_id[96];
 
     if (strcmp(f->action_type, "notifications") == 0) {
@@ -1368,31 +1455,23 @@ static void handle_action(edge_conn *c, edge_in_frame *f)
         frame_rejected(c, f->id, why);
         return;
     }
-    if (a->who == EDGE_ACTION_SELF) {
-        action_publish(c, a, f->id);
+    if (!c->actq)
+        c->actq = rt_calloc(1, sizeof(*c->actq));
+    action_queue *q = c->actq;
+    if (!q->authorizing && q->len == 0) {
+        q->authorizing = action_start(c, a, f->id);
         return;
     }
-    char room[RT_ROOM_NAME_MAX], key[RT_ID_MAX + RT_ROOM_NAME_MAX + 2];
-    snprintf(room, sizeof(room), "course:%s", a->course_id);
-    authz_cache_key(key, sizeof(key), c->user_id, room);
-    authz_entry *cached = rt_strmap_get(loop->authz_cache, key);
-    if (cached && cached->expires_ns > rt_time_mono_ns()) {
-        rt_counter_inc(loop->m->authz_cache_hits);
-        action_decided(c, a, f->id, cached->member_role);
-        return;
-    }
-    Unpuzzle__Rt__V1__AuthorizeRequest ar = UNPUZZLE__RT__V1__AUTHORIZE_REQUEST__INIT;
-    ar.user_id = c->user_id;
-    ar.role = c->role;
-    ar.room = room;
-    pending_rpc tmpl = {0};
-    snprintf(tmpl.client_id, sizeof(tmpl.client_id), "%s", f->id);
-    tmpl.action = a;
-    if (!rpc_send(c, RPC_ACTION_AUTHZ, "auth.v1.authorize", &ar.base, &tmpl)) {
-        conn_error(c, f->id, "internal", "authorization unreachable; try again", NULL);
+    if (q->len == ACTIONS_WAITING_MAX) {
+        conn_error(c, f->id, "rate_limited", "too many actions waiting; slow down", NULL);
         edge_action_free(a);
         free(a);
+        return;
     }
+    action_wait *w = &q->items[(q->head + q->len) % ACTIONS_WAITING_MAX];
+    w->action = a;
+    snprintf(w->client_id, sizeof(w->client_id), "%s", f->id);
+    q->len++;
 }
 
 static void on_rpc_reply(edge_loop *loop, uint64_t request_id, natsMsg *reply)
@@ -1453,6 +1532,11 @@ static void expire_rpcs(edge_loop *loop)
                                ? "notifications did not answer in time; try again"
                                : "not confirmed in time; retry with the same id",
                            NULL);
+                if (p->kind == RPC_ACTION_AUTHZ) {
+                    pending_free(p); /* before the next action starts */
+                    p = NULL;
+                    actions_authorized(c);
+                }
             } else {
                 conn_error(c, p->client_id, "internal",
                            "authentication did not answer in time; try again", NULL);
@@ -1669,6 +1753,7 @@ static void conn_closed(edge_loop *loop, edge_conn *c)
             conn_leave_slot(c, i);
     free(c->rooms);
     queue_clear(c);
+    actions_free(c);
     free(c->rx);
     rt_u64map_remove(loop->conns, c->id);
     atomic_fetch_sub(&loop->n_conns, 1);
