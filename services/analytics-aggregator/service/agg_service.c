@@ -270,14 +270,29 @@ static void on_snapshot(natsConnection *nc, natsSubscription *sub, natsMsg *msg,
 
 /* ---- room publishing (engine thread) ---- */
 
+#define PUBLISH_ATTEMPTS 3
+
+/* A room publish JetStream did not confirm: sent again (the same bytes and
+ * Nats-Msg-Id, so a publish that did land is stored once) up to
+ * PUBLISH_ATTEMPTS times, then counted and logged. */
 static void on_publish_error(jsCtx *js, jsPubAckErr *pae, void *closure)
 {
     agg_service *svc = closure;
-    (void)js;
+    const char *tries = NULL;
+    int attempt = 1;
+    if (pae->Msg && natsMsgHeader_Get(pae->Msg, "Unpuzzle-Attempt", &tries) == NATS_OK && tries)
+        attempt = atoi(tries);
+    if (pae->Msg && attempt < PUBLISH_ATTEMPTS && !atomic_load(&svc->stop)) {
+        char next[16];
+        snprintf(next, sizeof(next), "%d", attempt + 1);
+        if (natsMsgHeader_Set(pae->Msg, "Unpuzzle-Attempt", next) == NATS_OK &&
+            js_PublishMsgAsync(js, &pae->Msg, NULL) == NATS_OK)
+            return;
+    }
     rt_counter_inc(svc->m.publish_failures);
-    rt_log_warn("room publish failed", "{s:s, s:s}", "subject",
-                pae->Msg ? natsMsg_GetSubject(pae->Msg) : "", "error",
-                natsStatus_GetText(pae->Err));
+    rt_log_warn("room publish failed", "{s:s, s:s, s:i}", "subject",
+                pae->Msg ? natsMsg_GetSubject(pae->Msg) : "", "error", natsStatus_GetText(pae->Err),
+                "attempts", attempt);
 }
 
 /* Publishes a RoomMessage to rt.v1.room.<kind>.<id> through JetStream with
@@ -344,28 +359,32 @@ static void publish_alert(agg_service *svc, const agg_event *ev)
     rm.timestamp = &ts;
     rm.action = UNPUZZLE__RT__V1__ROOM_ACTION__ROOM_ACTION_CREATE;
     rm.event_id = (char *)ev->event_id;
-    switch (ev->kind) {
-    case AGG_EVENT_CONFUSION_CREATED:
-        rm.type = UNPUZZLE__RT__V1__ROOM_MESSAGE_TYPE__ROOM_MESSAGE_TYPE_CONFUSION;
-        rm.payload_case = UNPUZZLE__RT__V1__ROOM_MESSAGE__PAYLOAD_CONFUSION_CREATED;
-        rm.confusion_created = (Unpuzzle__Rt__V1__ConfusionCreated *)ev->msg;
-        rm.user_id = rm.confusion_created->user_id;
-        break;
-    case AGG_EVENT_QUESTION_CREATED:
-        rm.type = UNPUZZLE__RT__V1__ROOM_MESSAGE_TYPE__ROOM_MESSAGE_TYPE_QUESTION;
-        rm.payload_case = UNPUZZLE__RT__V1__ROOM_MESSAGE__PAYLOAD_QUESTION_CREATED;
-        rm.question_created = (Unpuzzle__Rt__V1__QuestionCreated *)ev->msg;
-        rm.user_id = rm.question_created->user_id;
-        break;
-    case AGG_EVENT_PURCHASE_COMPLETED:
-        rm.type = UNPUZZLE__RT__V1__ROOM_MESSAGE_TYPE__ROOM_MESSAGE_TYPE_PURCHASE;
-        rm.payload_case = UNPUZZLE__RT__V1__ROOM_MESSAGE__PAYLOAD_PURCHASE;
-        rm.purchase = (Unpuzzle__Rt__V1__PurchaseCompleted *)ev->msg;
-        rm.user_id = rm.purchase->user_id;
-        break;
-    default:
+    static const struct {
+        agg_event_kind kind;
+        int type, payload_case;
+    } alerts[] = {
+        {AGG_EVENT_CONFUSION_CREATED,
+         UNPUZZLE__RT__V1__ROOM_MESSAGE_TYPE__ROOM_MESSAGE_TYPE_CONFUSION,
+         UNPUZZLE__RT__V1__ROOM_MESSAGE__PAYLOAD_CONFUSION_CREATED},
+        {AGG_EVENT_QUESTION_CREATED,
+         UNPUZZLE__RT__V1__ROOM_MESSAGE_TYPE__ROOM_MESSAGE_TYPE_QUESTION,
+         UNPUZZLE__RT__V1__ROOM_MESSAGE__PAYLOAD_QUESTION_CREATED},
+        {AGG_EVENT_PURCHASE_COMPLETED,
+         UNPUZZLE__RT__V1__ROOM_MESSAGE_TYPE__ROOM_MESSAGE_TYPE_PURCHASE,
+         UNPUZZLE__RT__V1__ROOM_MESSAGE__PAYLOAD_PURCHASE},
+    };
+    size_t a = 0;
+    while (a < sizeof(alerts) / sizeof(alerts[0]) && alerts[a].kind != ev->kind)
+        a++;
+    if (a == sizeof(alerts) / sizeof(alerts[0]))
         return;
-    }
+    rm.type = alerts[a].type;
+    rm.payload_case = alerts[a].payload_case;
+    /* The payload members share one pointer in the union. */
+    rm.confusion_created = (Unpuzzle__Rt__V1__ConfusionCreated *)ev->msg;
+    const ProtobufCFieldDescriptor *user =
+        protobuf_c_message_descriptor_get_field_by_name(ev->msg->descriptor, "user_id");
+    rm.user_id = user ? *(char **)((char *)ev->msg + user->offset) : "";
     room_list rooms = {0};
     agg_engine_each_instructor(svc->engine, ev->course_id, add_instructor, &rooms);
     for (size_t i = 0; i < rooms.n; i++) {
