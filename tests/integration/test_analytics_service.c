@@ -11,6 +11,9 @@
  *     equal the reference (nothing lost, nothing counted twice);
  *   - a student in a lesson room of ws-edge shows in the course's
  *     activeStudents (edge presence), and goes when they leave;
+ *   - PostgreSQL stopped under a stream, then started again: /readyz says
+ *     so meanwhile, and afterwards the figures equal the reference (the
+ *     checkpoint writer's failures ack nothing and lose nothing);
  *   - a second replica takes half the partitions and both answer
  *     analytics.v1.snapshot for every course; kill -9 one: the other takes
  *     its partitions over by itself and the figures still equal the
@@ -484,6 +487,29 @@ static void kill_9_changes_no_figure(void **state)
     expect_reference(20000);
 }
 
+static void postgres_outage_changes_no_figure(void **state)
+{
+    (void)state;
+    uint64_t k = 1400;
+    for (; k < 1600; k++)
+        publish_mix(k);
+    assert_int_equal(rt_test_pg_stop(stack->pg), RT_OK);
+    /* Events go on arriving; checkpoints cannot be written, so nothing is
+     * acked and the session (with its partition locks) is gone. */
+    for (; k < 1800; k++)
+        publish_mix(k);
+    assert_int_equal(
+        rt_test_proc_wait_http(replicas[0].proc, replicas[0].port, "/readyz", 503, 10000), RT_OK);
+    assert_int_equal(rt_test_proc_wait_log(replicas[0].proc, "every partition released", 10000),
+                     RT_OK);
+    assert_int_equal(rt_test_pg_start_again(stack->pg), RT_OK);
+    for (; k < 2000; k++)
+        publish_mix(k);
+    assert_int_equal(
+        rt_test_proc_wait_http(replicas[0].proc, replicas[0].port, "/readyz", 200, 20000), RT_OK);
+    expect_reference(20000);
+}
+
 static void second_replica_shares_then_takes_over(void **state)
 {
     (void)state;
@@ -520,6 +546,7 @@ int main(void)
         cmocka_unit_test(alerts_at_once_and_updates_coalesced),
         cmocka_unit_test(who_is_watching_comes_from_the_edges),
         cmocka_unit_test(kill_9_changes_no_figure),
+        cmocka_unit_test(postgres_outage_changes_no_figure),
         cmocka_unit_test(second_replica_shares_then_takes_over),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

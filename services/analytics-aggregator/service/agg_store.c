@@ -1,6 +1,7 @@
 #include "agg_store.h"
 
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +14,7 @@
 #define LOCK_CLASS "1095650418"
 
 struct agg_store {
+    pthread_mutex_t lock;
     rt_pg_pool *pool; /* one slot: the session */
     PGconn *conn;     /* held while the session lives */
     char *replica_id;
@@ -42,6 +44,7 @@ rt_status agg_store_open(agg_store **out, const char *database_url, const char *
     }
     s->replica_id = rt_strdup(replica_id);
     s->partitions = partitions;
+    pthread_mutex_init(&s->lock, NULL);
     *out = s;
     return RT_OK;
 }
@@ -53,8 +56,24 @@ void agg_store_close(agg_store *s)
     if (s->conn) /* closing the session releases its locks */
         rt_pg_release(s->pool, s->conn, true);
     rt_pg_pool_destroy(s->pool);
+    pthread_mutex_destroy(&s->lock);
     free(s->replica_id);
     free(s);
+}
+
+void agg_store_lock(agg_store *s)
+{
+    pthread_mutex_lock(&s->lock);
+}
+
+bool agg_store_trylock(agg_store *s)
+{
+    return pthread_mutex_trylock(&s->lock) == 0;
+}
+
+void agg_store_unlock(agg_store *s)
+{
+    pthread_mutex_unlock(&s->lock);
 }
 
 bool agg_store_session_lost(agg_store *s)

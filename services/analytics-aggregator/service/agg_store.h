@@ -11,7 +11,9 @@
  * together. When the session is lost, agg_store_session_lost() says so once
  * and every partition must be dropped; the next call opens a new session.
  *
- * Not thread-safe: the aggregator's engine thread owns it.
+ * Shared by the engine thread (heartbeats, claims, loads) and the
+ * checkpoint writer (agg_writer): hold agg_store_lock() around every use,
+ * a whole transaction at a time.
  */
 #ifndef AGG_STORE_H
 #define AGG_STORE_H
@@ -27,6 +29,11 @@ typedef struct agg_store agg_store;
 rt_status agg_store_open(agg_store **out, const char *database_url, const char *replica_id,
                          int partitions);
 void agg_store_close(agg_store *store); /* NULL harmless; releases every lock */
+
+/* The session is used by one thread at a time. */
+void agg_store_lock(agg_store *store);
+bool agg_store_trylock(agg_store *store); /* false: the other thread has it */
+void agg_store_unlock(agg_store *store);
 
 /* True once after the session was lost (every lock with it). */
 bool agg_store_session_lost(agg_store *store);
