@@ -934,22 +934,22 @@ static void checkpoint_settle(agg_service *svc)
 /* Serializes every changed course and every owned partition's position (a
  * consistent cut: this thread applies nothing meanwhile) and hands them to
  * the writer, which commits them in one transaction and then acks the
- * stream up to the cut. False when the writer is still busy. */
-static bool checkpoint_start(agg_service *svc)
+ * stream up to the cut. Nothing while the writer is still busy. */
+static void checkpoint_start(agg_service *svc)
 {
     if (!agg_writer_idle(svc->writer))
-        return false;
+        return;
     int64_t started = rt_time_now_ms();
     svc->last_checkpoint_ms = started;
     if (!svc->n_owned)
-        return true;
+        return;
     dirty_walk w = {.svc = svc, .cp = agg_checkpoint_new(), .status = RT_OK};
     agg_engine_each_course(svc->engine, serialize_dirty, &w);
     if (w.status != RT_OK) { /* cannot happen short of a bug: nothing acked */
         rt_log_last_error("checkpoint not serialized; events stay unacked");
         rt_counter_inc(svc->m.checkpoint_failures);
         agg_checkpoint_free(w.cp);
-        return true;
+        return;
     }
     for (int p = 0; p < svc->partitions; p++)
         if (atomic_load(&svc->owned[p]))
@@ -964,7 +964,6 @@ static bool checkpoint_start(agg_service *svc)
     svc->checkpoint_every_ms = svc->config->checkpoint_ms;
     if (took * 4 > svc->checkpoint_every_ms)
         svc->checkpoint_every_ms = took * 4 < 10000 ? took * 4 : 10000;
-    return true;
 }
 
 /* A checkpoint of everything applied so far, durable on return (before the

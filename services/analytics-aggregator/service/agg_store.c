@@ -66,11 +66,6 @@ void agg_store_lock(agg_store *s)
     pthread_mutex_lock(&s->lock);
 }
 
-bool agg_store_trylock(agg_store *s)
-{
-    return pthread_mutex_trylock(&s->lock) == 0;
-}
-
 void agg_store_unlock(agg_store *s)
 {
     pthread_mutex_unlock(&s->lock);

@@ -32,7 +32,6 @@ void agg_store_close(agg_store *store); /* NULL harmless; releases every lock */
 
 /* The session is used by one thread at a time. */
 void agg_store_lock(agg_store *store);
-bool agg_store_trylock(agg_store *store); /* false: the other thread has it */
 void agg_store_unlock(agg_store *store);
 
 /* True once after the session was lost (every lock with it). */
